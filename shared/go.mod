@@ -1,0 +1,3 @@
+module backuprepo/shared
+
+go 1.26.8
