@@ -41,35 +41,11 @@ func RandomName(prefix string) string {
 // NewDB creates an empty database, migrates it and drops it when the test ends.
 func NewDB(t testing.TB) *postgres.DB {
 	t.Helper()
-	ctx := context.Background()
-	base := require(t, "TEST_DATABASE_URL")
-	name := RandomName("t_")
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to test database server: %v", err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse TEST_DATABASE_URL: %v", err)
-	}
-	u.Path = "/" + name
-	db, err := postgres.Open(ctx, u.String())
+	db, err := postgres.Open(context.Background(), DatabaseURL(t))
 	if err != nil {
 		t.Fatalf("open test database: %v", err)
 	}
-	t.Cleanup(func() {
-		db.Close()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return
-		}
-		defer c.Close(ctx)
-		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
+	t.Cleanup(db.Close) // runs before the drop registered by DatabaseURL
 	return db
 }
 
