@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make test`: lint, then every module's tests against throwaway PostgreSQL and Redis.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+trap deps_stop EXIT
+deps_start
+
+make lint
+status=0
+for m in shared graph controlplane datanode e2e; do
+  echo "== go test $m"
+  (cd "$m" && go test -race -count=1 -timeout 25m ./...) || status=1
+done
+exit $status

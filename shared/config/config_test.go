@@ -1,0 +1,55 @@
+package config
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		args    []string
+		env     []string
+		want    string
+		wantN   int
+		wantErr string
+	}{
+		{name: "default", want: "def", wantN: 1},
+		{name: "env", env: []string{"BR_GOSSIP_BIND=env", "BR_COUNT=5"}, want: "env", wantN: 5},
+		{name: "flag beats env", args: []string{"-gossip-bind=flag"}, env: []string{"BR_GOSSIP_BIND=env"}, want: "flag", wantN: 1},
+		{name: "bad env value", env: []string{"BR_COUNT=x"}, wantErr: "config: BR_COUNT (-count)"},
+		{name: "unrelated env ignored", env: []string{"GOSSIP_BIND=x", "BR_OTHER=1"}, want: "def", wantN: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fs := flag.NewFlagSet("x", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			s := fs.String("gossip-bind", "def", "")
+			n := fs.Int("count", 1, "")
+			err := Parse(fs, tt.args, tt.env)
+			if tt.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want prefix %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *s != tt.want || *n != tt.wantN {
+				t.Fatalf("got %q %d, want %q %d", *s, *n, tt.want, tt.wantN)
+			}
+		})
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	t.Parallel()
+	if got := EnvName("health-check-code"); got != "BR_HEALTH_CHECK_CODE" {
+		t.Fatalf("got %q", got)
+	}
+}
