@@ -174,16 +174,16 @@ type Grant struct {
 
 // Version is one stored backup.
 type Version struct {
-	ID           string
-	CollectionID string
-	Number       int64
-	Filename     string
-	Size         int64
-	SHA256       string
-	CreatedAt    time.Time
-	UploadedBy   string
-	TokenID      string
-	NodeName     string
+	ID           string    `json:"id"`
+	CollectionID string    `json:"collectionId"`
+	Number       int64     `json:"number"`
+	Filename     string    `json:"filename"`
+	Size         int64     `json:"size"`
+	SHA256       string    `json:"sha256"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UploadedBy   string    `json:"uploadedBy,omitempty"`
+	TokenID      string    `json:"-"`
+	NodeName     string    `json:"-"`
 }
 
 // NodeState is a data node's state as the cluster sees it.

@@ -105,7 +105,7 @@ var binaryUnits = []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 func Format(n int64) string {
 	if n < 0 {
 		// Negative sizes only show up in differences; format the magnitude.
-		return "-" + formatAbs(-float64(n), uint64(-(n + 1))+1)
+		return "-" + formatAbs(-float64(n), uint64(-(n+1))+1)
 	}
 	return formatAbs(float64(n), uint64(n))
 }

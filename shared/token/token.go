@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -46,10 +47,16 @@ var (
 	ErrExpired   = errors.New("token expired")
 )
 
-var enc = base64.RawURLEncoding
+// enc is strict so that every token has one text form: the lenient decoder accepts non-zero
+// unused bits in the last character, which would let a token be re-encoded into a different
+// string that still verifies.
+var enc = base64.RawURLEncoding.Strict()
 
 // Sign returns the compact JWT for claims signed with key under the key id kid.
 func Sign(key ed25519.PrivateKey, kid string, c Claims) (string, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return "", fmt.Errorf("signing key is %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
 	h, err := json.Marshal(header{Alg: "EdDSA", Typ: "JWT", Kid: kid})
 	if err != nil {
 		return "", fmt.Errorf("encode header: %w", err)
@@ -70,7 +77,9 @@ type Keys map[string]ed25519.PublicKey
 // against now, and returns the claims.
 func Verify(keys Keys, tok string, now time.Time) (Claims, error) {
 	var c Claims
-	if len(tok) == 0 || len(tok) > MaxLength {
+	// The base64 decoder skips CR and LF even in strict mode; refuse them so that a token
+	// cannot be padded into another string that still verifies.
+	if len(tok) == 0 || len(tok) > MaxLength || strings.ContainsAny(tok, "\r\n") {
 		return c, ErrMalformed
 	}
 	first := strings.IndexByte(tok, '.')
@@ -116,10 +125,18 @@ func Verify(keys Keys, tok string, now time.Time) (Claims, error) {
 	return c, nil
 }
 
+// strictUnmarshal decodes exactly one JSON value with no unknown fields and nothing after it,
+// so that one signed token has one meaning.
 func strictUnmarshal(b []byte, v any) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
-	return d.Decode(v)
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if _, err := d.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
 }
 
 // KeyID derives a short stable key id from a public key.

@@ -1,0 +1,203 @@
+// Package internalapi is the contract between data nodes and the control plane: the paths and
+// messages of admit, extend, commit, abort, resolve, list and delete, and the HMAC signature
+// that authenticates a node (user tokens are never accepted there).
+package internalapi
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"backuprepo/shared"
+)
+
+// Paths of the internal API, served by the control plane under its own prefix that the public
+// router (nginx) never exposes.
+const (
+	Prefix      = "/internal/v1"
+	PathAdmit   = Prefix + "/uploads/admit"
+	PathExtend  = Prefix + "/uploads/extend"
+	PathCommit  = Prefix + "/uploads/commit"
+	PathAbort   = Prefix + "/uploads/abort"
+	PathResolve = Prefix + "/versions/resolve"
+	PathList    = Prefix + "/versions/list"
+	PathDelete  = Prefix + "/versions/delete"
+	PathOutcome = Prefix + "/uploads/outcome"
+)
+
+// Caller identifies the end user on whose behalf a node asks: the raw bearer token (the node
+// has already checked its signature and expiry) and the client's IP address.
+type Caller struct {
+	Token    string `json:"token"`
+	ClientIP string `json:"clientIp"`
+}
+
+// AdmitRequest asks whether an upload may start, before its body is read.
+type AdmitRequest struct {
+	Caller
+	CollectionID  string `json:"collectionId"`
+	ContentLength int64  `json:"contentLength"` // -1 when unknown (chunked)
+	// Room is the free space of the collection's disk on the node minus its reserve.
+	Room int64 `json:"room"`
+}
+
+// AdmitResponse grants an upload: the node streams at most Allowance bytes and, when the body
+// goes over, refuses it with LimitCode.
+type AdmitResponse struct {
+	UploadID          string      `json:"uploadId"` // also the id of the version it becomes
+	Allowance         int64       `json:"allowance"`
+	LimitCode         shared.Code `json:"limitCode"`
+	RequireEncryption bool        `json:"requireEncryption"`
+	// ExtendEvery is how often a long upload must call extend to keep its lock and reservation.
+	ExtendEvery time.Duration `json:"extendEvery"`
+}
+
+// UploadRef names an upload in flight.
+type UploadRef struct {
+	UploadID string `json:"uploadId"`
+}
+
+// CommitRequest records a durable upload as a version. Commit is idempotent: the same
+// UploadID committed twice returns the same version.
+type CommitRequest struct {
+	UploadID string `json:"uploadId"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+}
+
+// CommitResponse is the new version and the versions rotated out, whose files the node deletes.
+type CommitResponse struct {
+	Version shared.Version   `json:"version"`
+	Rotated []shared.Version `json:"rotated"`
+}
+
+// OutcomeResponse tells a node that restarted what became of an upload it had staged.
+type OutcomeResponse struct {
+	Committed bool           `json:"committed"`
+	Version   shared.Version `json:"version"`
+}
+
+// VersionRequest asks for one version of a collection by ref (download or delete).
+type VersionRequest struct {
+	Caller
+	CollectionID string `json:"collectionId"`
+	Ref          string `json:"ref"`
+}
+
+// VersionResponse is one version.
+type VersionResponse struct {
+	Version shared.Version `json:"version"`
+}
+
+// ListRequest asks for the versions of a collection.
+type ListRequest struct {
+	Caller
+	CollectionID string `json:"collectionId"`
+}
+
+// ListResponse lists versions, newest first.
+type ListResponse struct {
+	Versions []shared.Version `json:"versions"`
+}
+
+// ErrorBody is how the internal API reports a refusal; the node relays Code and Message.
+type ErrorBody struct {
+	Code    shared.Code `json:"code"`
+	Message string      `json:"error"`
+}
+
+// Headers that carry a node's signature.
+const (
+	HeaderNode      = "X-BR-Node"
+	HeaderTimestamp = "X-BR-Timestamp"
+	HeaderSignature = "X-BR-Signature"
+	// HeaderClientIP carries, from the front door to a data node, the client's address; it is
+	// believed only with a valid HeaderClientIPSig.
+	HeaderClientIP    = "X-BR-Client-IP"
+	HeaderClientIPSig = "X-BR-Client-IP-Signature"
+)
+
+// MaxSkew is how far a signed request's timestamp may be from the receiver's clock.
+const MaxSkew = 2 * time.Minute
+
+var (
+	ErrUnsigned     = errors.New("request is not signed by a node")
+	ErrBadSignature = errors.New("bad node signature")
+	ErrStale        = errors.New("node signature timestamp out of range")
+)
+
+func mac(secret []byte, parts ...string) []byte {
+	m := hmac.New(sha256.New, secret)
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return m.Sum(nil)
+}
+
+func bodyHash(body []byte) string {
+	h := sha256.Sum256(body)
+	return hex.EncodeToString(h[:])
+}
+
+// Sign adds the node signature headers to r, whose body is body.
+func Sign(r *http.Request, secret []byte, node string, body []byte, now time.Time) {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	r.Header.Set(HeaderNode, node)
+	r.Header.Set(HeaderTimestamp, ts)
+	r.Header.Set(HeaderSignature, hex.EncodeToString(mac(secret, node, ts, r.Method, r.URL.Path, bodyHash(body))))
+}
+
+// Verify checks the node signature of r with body and returns the node's name.
+func Verify(r *http.Request, secret []byte, body []byte, now time.Time) (string, error) {
+	node, ts, sig := r.Header.Get(HeaderNode), r.Header.Get(HeaderTimestamp), r.Header.Get(HeaderSignature)
+	if node == "" || ts == "" || sig == "" {
+		return "", ErrUnsigned
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", ErrBadSignature
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > MaxSkew || d < -MaxSkew {
+		return "", ErrStale
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return "", ErrBadSignature
+	}
+	if !hmac.Equal(got, mac(secret, node, ts, r.Method, r.URL.Path, bodyHash(body))) {
+		return "", ErrBadSignature
+	}
+	return node, nil
+}
+
+// SignClientIP returns the signature the front door puts beside HeaderClientIP.
+func SignClientIP(secret []byte, ip string, now time.Time) string {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	return ts + "." + hex.EncodeToString(mac(secret, "client-ip", ts, ip))
+}
+
+// VerifyClientIP checks a HeaderClientIPSig value for ip.
+func VerifyClientIP(secret []byte, ip, sig string, now time.Time) bool {
+	ts, h, ok := strings.Cut(sig, ".")
+	if !ok {
+		return false
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > MaxSkew || d < -MaxSkew {
+		return false
+	}
+	got, err := hex.DecodeString(h)
+	if err != nil {
+		return false
+	}
+	return hmac.Equal(got, mac(secret, "client-ip", ts, ip))
+}
