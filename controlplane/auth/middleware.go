@@ -47,6 +47,10 @@ func bearerToken(h string) (string, bool) {
 	return strings.TrimSpace(rest), true
 }
 
+// ClientIPOf returns the address of the client that sent r, for routes that do not pass
+// through Middleware (the front door).
+func (s *Service) ClientIPOf(r *http.Request) string { return s.clientIP(r) }
+
 // clientIP is the peer address, or, when the peer is a trusted proxy, the rightmost
 // X-Forwarded-For entry that is not itself a trusted proxy. Entries further left are
 // client-supplied and could be anything, so they are never believed.

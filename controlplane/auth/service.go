@@ -152,6 +152,9 @@ func orInt(n, def int) int {
 // KeyID is the kid of the signing key, as it appears in token headers.
 func (s *Service) KeyID() string { return s.kid }
 
+// VerifyKeys returns the keys tokens are accepted from, the signing key's included.
+func (s *Service) VerifyKeys() token.Keys { return s.verifyKeys }
+
 // RateLimitError carries how long a rate-limited caller should wait. It is always wrapped in a
 // *shared.Error with code RATE_LIMITED.
 type RateLimitError struct {

@@ -54,6 +54,14 @@ type Config struct {
 	GraphQL http.Handler // GET and POST /graphql
 	Console http.Handler // GET /console
 
+	// FrontDoor mounts the collection routes that stream to data nodes; Internal mounts the
+	// node-signed internal API; Collections mounts the collection routes answered here
+	// (endpoint, health). Each authenticates its requests itself, so none passes through
+	// Auth's middleware, and none gets a body limit or a timeout.
+	FrontDoor   Mounter
+	Internal    Mounter
+	Collections Mounter
+
 	Now func() time.Time // clock of the InfluxDB timestamp; nil means time.Now
 }
 
@@ -88,6 +96,9 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// Mounter adds its routes to a router.
+type Mounter interface{ Routes(r chi.Router) }
 
 // server holds the dependencies of the handlers of this package.
 type server struct {
@@ -128,6 +139,11 @@ func New(cfg Config) (http.Handler, error) {
 		r.Method(http.MethodGet, "/graphql", cfg.GraphQL)
 	})
 	r.Method(http.MethodGet, "/console", cfg.Console)
+	for _, m := range []Mounter{cfg.FrontDoor, cfg.Internal, cfg.Collections} {
+		if m != nil {
+			m.Routes(r)
+		}
+	}
 	return r, nil
 }
 

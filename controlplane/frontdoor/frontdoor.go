@@ -1,0 +1,186 @@
+// Package frontdoor streams clients' collection requests (uploads, downloads, listings,
+// deletions) to and from the data node that holds the collection, without buffering bodies.
+package frontdoor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"backuprepo/shared"
+	"backuprepo/shared/envelope"
+	"backuprepo/shared/internalapi"
+	"backuprepo/shared/token"
+)
+
+// Locator finds the data node of a collection.
+type Locator interface {
+	CollectionNode(ctx context.Context, collectionID string) (string, error)
+}
+
+// NodeView is the cluster's current view of the data nodes.
+type NodeView interface {
+	Node(name string) (shared.DataNode, bool)
+}
+
+// Config holds what the front door needs.
+type Config struct {
+	Locator Locator
+	Nodes   NodeView
+	// Keys verify tokens so that unauthenticated requests are refused before any routing.
+	Keys token.Keys
+	// Secret signs the client's address for the data node (the node secret).
+	Secret []byte
+	// ClientIP returns the caller's address as the control plane determined it.
+	ClientIP func(r *http.Request) string
+	// RetryAfter is what a client is told to wait when the node is down.
+	RetryAfter time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// FrontDoor is the http.Handler side of the routing.
+type FrontDoor struct {
+	cfg   Config
+	proxy *httputil.ReverseProxy
+}
+
+// bufferSize is the copy buffer of one transfer: large enough for few syscalls, small
+// enough to stay in L2 cache (see docs/BENCHMARKS.md).
+const bufferSize = 256 << 10
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+
+var collectionIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+type ctxKey int
+
+const targetKey ctxKey = 0
+
+// New builds the front door.
+func New(cfg Config) *FrontDoor {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RetryAfter == 0 {
+		cfg.RetryAfter = 10 * time.Second
+	}
+	transport := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: 10 * time.Second, // forward Expect: 100-continue to the node
+		DisableCompression:    true,
+		WriteBufferSize:       bufferSize,
+		ReadBufferSize:        bufferSize,
+	}
+	pool := &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+	f := &FrontDoor{cfg: cfg}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite:       f.rewrite,
+		Transport:     transport,
+		BufferPool:    pool,
+		FlushInterval: -1,
+		ErrorHandler:  f.proxyError,
+		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	return f
+}
+
+// Routes mounts every collection path of SPEC §4.1 that carries bytes or lists versions.
+func (f *FrontDoor) Routes(r chi.Router) {
+	for _, prefix := range []string{"/api/stable", "/api/alpha"} {
+		base := prefix + "/repository/collection/{id}/{naming:versions|version|backups|backup}"
+		r.Post(base, f.ServeHTTP)
+		r.Get(base, f.ServeHTTP)
+		r.Get(base+"/{ref}", f.ServeHTTP)
+		r.Head(base+"/{ref}", f.ServeHTTP)
+		r.Delete(base+"/{ref}", f.ServeHTTP)
+	}
+}
+
+// ServeHTTP routes one request to the collection's node.
+func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		envelope.WriteError(w, shared.Errorf(shared.CodeUnauthenticated, "an Authorization: Bearer token is required"))
+		return
+	}
+	if _, err := token.Verify(f.cfg.Keys, strings.TrimSpace(bearer), f.cfg.Now()); err != nil {
+		code := shared.CodeUnauthenticated
+		if errors.Is(err, token.ErrExpired) {
+			code = shared.CodeTokenExpired
+		}
+		envelope.WriteError(w, shared.Errorf(code, "token refused: %v", err))
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if !collectionIDPattern.MatchString(id) {
+		envelope.WriteError(w, shared.Errorf(shared.CodeNotFound, "collection not found"))
+		return
+	}
+	nodeName, err := f.cfg.Locator.CollectionNode(r.Context(), id)
+	if err != nil {
+		if shared.ErrorCode(err) == shared.CodeInternal {
+			f.cfg.Logger.Error("locate collection", "collection", id, "err", err)
+			err = shared.Wrap(err, shared.CodeDependencyUnavailable, "the database is unavailable")
+		}
+		f.writeUnavailable(w, err)
+		return
+	}
+	node, known := f.cfg.Nodes.Node(nodeName)
+	if nodeName == "" || !known || (node.State != shared.NodeAlive && node.State != shared.NodeDraining) {
+		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection is not available; retry later"))
+		return
+	}
+	target, err := url.Parse(node.PublicURL)
+	if err != nil || target.Host == "" {
+		f.cfg.Logger.Error("data node has a bad public URL", "node", node.Name, "url", node.PublicURL)
+		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection is misconfigured"))
+		return
+	}
+	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey, target)))
+}
+
+func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
+	target := pr.In.Context().Value(targetKey).(*url.URL)
+	pr.SetURL(target)
+	pr.Out.URL.Path = pr.In.URL.Path
+	pr.Out.URL.RawPath = pr.In.URL.RawPath
+	pr.Out.Host = target.Host
+	ip := f.cfg.ClientIP(pr.In)
+	pr.Out.Header.Del("X-Forwarded-For")
+	pr.Out.Header.Set(internalapi.HeaderClientIP, ip)
+	pr.Out.Header.Set(internalapi.HeaderClientIPSig, internalapi.SignClientIP(f.cfg.Secret, ip, f.cfg.Now()))
+}
+
+func (f *FrontDoor) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away; nothing to answer
+	}
+	f.cfg.Logger.Warn("front door could not reach data node", "path", r.URL.Path, "err", err)
+	f.writeUnavailable(w, shared.Wrap(err, shared.CodeNodeUnavailable, "the data node holding this collection did not answer; retry later"))
+}
+
+func (f *FrontDoor) writeUnavailable(w http.ResponseWriter, err error) {
+	if envelope.Status(shared.ErrorCode(err)) == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(f.cfg.RetryAfter/time.Second))))
+	}
+	envelope.WriteError(w, err)
+}
