@@ -73,3 +73,10 @@ type Audit interface {
 	AuditLog(ctx context.Context, tenantID string, page shared.Page) ([]shared.AuditEvent, shared.PageInfo, error)
 	Report(ctx context.Context) (shared.Report, error)
 }
+
+// Versions deletes single versions (SPEC §5 deleteVersion).
+type Versions interface {
+	// DeleteVersion deletes the version of collectionID named by ref (latest, recent, first,
+	// vN, N or an id) and returns what was deleted.
+	DeleteVersion(ctx context.Context, collectionID, ref string) (shared.Version, error)
+}

@@ -21,6 +21,7 @@ type Timing struct {
 	RetransmitMult          int
 	PushPullInterval        time.Duration
 	TCPTimeout              time.Duration
+	DeadNodeReclaimTime     time.Duration
 }
 
 // DefaultTiming is tuned for a LAN cluster of a few dozen members, for two targets: a killed
@@ -45,6 +46,10 @@ type Timing struct {
 // Joins and push/pull use TCP with a 3 s timeout (default 10 s) so that an unreachable join
 // address does not hold up a retry loop or a shutdown for long.
 //
+// A member that died may come back under the same name from another address (a Kubernetes pod
+// gets a new IP) after DeadNodeReclaimTime (10 s) instead of waiting for the dead entry to be
+// forgotten (30 s).
+//
 // A 250 ms probe timeout is generous for a LAN round trip; memberlist's awareness multiplier
 // stretches it on a member that is itself slow, and a falsely suspected member refutes the
 // suspicion well within the 1.5 s window.
@@ -59,6 +64,7 @@ func DefaultTiming() Timing {
 		RetransmitMult:          4,
 		PushPullInterval:        10 * time.Second,
 		TCPTimeout:              3 * time.Second,
+		DeadNodeReclaimTime:     10 * time.Second,
 	}
 }
 

@@ -42,8 +42,10 @@ const (
 	RoleDataNode     Role = "datanode"
 )
 
-// Meta is what a member announces about itself. State is the member's own view: alive or
-// draining; suspect, dead and left are what others conclude and are never announced.
+// Meta is what a member announces about itself. State is the member's own word: alive,
+// draining, or left, announced just before a graceful leave because memberlist reports a leave
+// and a crash to the others in the same way. Suspect and dead are what others conclude and are
+// never announced.
 type Meta struct {
 	Role      Role
 	Name      string
@@ -189,9 +191,9 @@ func validate(m Meta) error {
 		return bad("version: want up to %d printable ASCII characters", maxVersion)
 	}
 	switch m.State {
-	case shared.NodeAlive, shared.NodeDraining:
+	case shared.NodeAlive, shared.NodeDraining, shared.NodeLeft:
 	default:
-		return bad("announced state %q: want alive or draining", m.State)
+		return bad("announced state %q: want alive, draining or left", m.State)
 	}
 	if m.PublicURL == "" {
 		if m.Role == RoleDataNode {

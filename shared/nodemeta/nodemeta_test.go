@@ -41,6 +41,7 @@ func TestRoundTrip(t *testing.T) {
 		{"draining node, https URL with path", Meta{Role: RoleDataNode, Name: "dn_2.x", PublicURL: "https://dn2.example.org/store", State: shared.NodeDraining}, Meta{Role: RoleDataNode, Name: "dn_2.x", PublicURL: "https://dn2.example.org/store", State: shared.NodeDraining}},
 		{"totals without disks", Meta{Role: RoleDataNode, Name: "dn-3", PublicURL: "http://h", State: shared.NodeAlive, Total: 100, Free: 40}, Meta{Role: RoleDataNode, Name: "dn-3", PublicURL: "http://h", State: shared.NodeAlive, Total: 100, Free: 40}},
 		{"too many disks keep totals only", manyDisks, totalsOnly},
+		{"leaving", Meta{Role: RoleDataNode, Name: "dn-4", PublicURL: "http://h", State: shared.NodeLeft}, Meta{Role: RoleDataNode, Name: "dn-4", PublicURL: "http://h", State: shared.NodeLeft}},
 		{"unicode and quotes in disk path", dataNode().WithDisks([]shared.Disk{{Path: `/mnt/sauvegarde "é"`, Total: 10, Free: 1}}), dataNode().WithDisks([]shared.Disk{{Path: `/mnt/sauvegarde "é"`, Total: 10, Free: 1}})},
 	}
 	for _, tc := range cases {
