@@ -13,9 +13,9 @@ import (
 	"backuprepo/shared/ref"
 )
 
-// The upload path's SQL. It is written for few statements: an admitted and committed upload
-// costs four of them here (UploadTarget, the two of Reserve, CommitState) plus CommitUpload,
-// and the token check of the auth service.
+// The upload path's SQL, written for few statements: an admitted and committed upload costs
+// five here (UploadTarget, the two batched in Reserve, CommitState, CommitUpload) plus the
+// auth service's token check, six in all, and no explicit BEGIN/COMMIT.
 
 // versionsLateral aggregates the versions of collection c, oldest first, as parallel arrays.
 const versionsLateral = `LEFT JOIN LATERAL (
@@ -149,6 +149,9 @@ const reserveQuery = `WITH live AS (
 		FROM upload_reservations WHERE node_name = $4 AND expires_at > now()
 	), cur AS (
 		SELECT next_version FROM collections WHERE id = $2 AND node_name = $4
+	), expired AS (
+		-- Reservations of crashed uploads count for nothing; clear them out of the way.
+		DELETE FROM upload_reservations WHERE node_name = $4 AND expires_at < now() - interval '1 minute'
 	), ins AS (
 		INSERT INTO upload_reservations (id, collection_id, tenant_id, node_name, bytes, user_id, token_id, expires_at)
 		SELECT $1, $2, $3, $4, least($5::bigint, $9::bigint - live.node_reserved), $7, $8, now() + $11 * interval '1 millisecond'
@@ -236,6 +239,40 @@ func (db *DB) AbortReservation(ctx context.Context, uploadID, nodeName string) (
 	}
 	res.Committed = found
 	return res, nil
+}
+
+// CommittedUpload returns the version an upload became and the versions its commit rotated
+// out, if it was committed.
+func (db *DB) CommittedUpload(ctx context.Context, uploadID string) (shared.Version, []shared.Version, bool, error) {
+	if !validUUID(uploadID) {
+		return shared.Version{}, nil, false, nil
+	}
+	var (
+		v       shared.Version
+		rotated string
+	)
+	err := db.Pool.QueryRow(ctx, "SELECT "+versionColumns+`,
+			coalesce((SELECT a.details->>'rotatedVersions' FROM audit_log a
+				WHERE a.tenant_id = (SELECT tenant_id FROM collections WHERE id = versions.collection_id)
+					AND a.action = 'uploadVersion' AND a.object_id = versions.id::text
+				ORDER BY a.id LIMIT 1), '[]')
+		FROM versions WHERE upload_id = $1`, uploadID).
+		Scan(&v.ID, &v.CollectionID, &v.Number, &v.Filename, &v.Size, &v.SHA256, &v.CreatedAt,
+			&v.UploadedBy, &v.TokenID, &v.NodeName, &rotated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return shared.Version{}, nil, false, nil
+	}
+	if err != nil {
+		return shared.Version{}, nil, false, fmt.Errorf("select committed upload: %w", err)
+	}
+	out := []shared.Version{}
+	if err := json.Unmarshal([]byte(rotated), &out); err != nil {
+		return shared.Version{}, nil, false, fmt.Errorf("decode rotated versions: %w", err)
+	}
+	for i := range out {
+		out[i].NodeName = v.NodeName
+	}
+	return v, out, true, nil
 }
 
 // VersionByUploadID returns the version an upload became, if it was committed.
@@ -328,7 +365,9 @@ const returning = `id, collection_id, number, filename, size, sha256, created_at
 // commitQuery does a whole commit in one statement, hence one transaction: it consumes the
 // live reservation (only if it covers the size), takes the next version number, inserts the
 // version with its filename, deletes the rotated versions, revokes a one-shot token and
-// writes the audit event. Nothing happens unless the reservation is consumed.
+// writes the audit event. Nothing happens unless the reservation is consumed. The audit event
+// lists the rotated versions (as a JSON string, details being text values), so that a commit
+// repeated because its answer was lost can still tell the node which files to delete.
 const commitQuery = `WITH r AS (
 		DELETE FROM upload_reservations
 		WHERE id = $1 AND node_name = $2 AND expires_at > now() AND bytes >= $3
@@ -354,8 +393,10 @@ const commitQuery = `WITH r AS (
 		INSERT INTO audit_log (actor_id, tenant_id, action, object_type, object_id, details)
 		SELECT r.user_id, r.tenant_id, 'uploadVersion', 'version', v.id::text,
 			jsonb_build_object('collectionId', v.collection_id, 'number', v.number::text, 'size', v.size::text,
-				'sha256', v.sha256, 'node', v.node_name, 'rotated', (SELECT count(*) FROM d)::text,
-				'oneShotTokenRevoked', (SELECT count(*) FROM t)::text)
+				'sha256', v.sha256, 'node', v.node_name, 'oneShotTokenRevoked', (SELECT count(*) FROM t)::text,
+				'rotatedVersions', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', d.id, 'collectionId', d.collection_id,
+					'number', d.number, 'filename', d.filename, 'size', d.size, 'sha256', d.sha256, 'createdAt', d.created_at)
+					ORDER BY d.number), '[]')::text FROM d))
 		FROM v, r
 	)
 	SELECT true, * FROM v UNION ALL SELECT false, * FROM d`

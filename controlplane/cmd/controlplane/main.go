@@ -28,7 +28,9 @@ import (
 	"backuprepo/controlplane/gossip"
 	"backuprepo/controlplane/httpapi"
 	"backuprepo/controlplane/postgres"
+	"backuprepo/controlplane/uploads"
 	"backuprepo/graph"
+	"backuprepo/shared"
 	"backuprepo/shared/nodemeta"
 )
 
@@ -148,7 +150,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Name: s.NodeName, BindAddr: host, BindPort: port,
 		AdvertiseAddr: advHost, AdvertisePort: advPort,
 		Join: s.GossipJoin, Key: s.GossipKey, Logger: m.log,
-		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, Name: s.NodeName, PublicURL: s.BaseURL, Version: version},
+		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, Name: s.NodeName, PublicURL: s.BaseURL, State: shared.NodeAlive, Version: version},
 		DB:   m.db,
 	})
 	if err != nil {
@@ -166,6 +168,10 @@ func (m *Main) Open(ctx context.Context) error {
 		ClientIP: authSvc.ClientIPOf,
 		Logger:   m.log,
 	})
+	internal := uploads.New(uploads.Config{
+		DB: m.db, Redis: m.redis, Auth: authSvc, KeyPrefix: s.RedisPrefix,
+		NodeSecret: s.NodeSecret, Logger: m.log,
+	})
 	gql := graph.NewHandler(graph.HandlerConfig{
 		Sessions: adminSvc, Tenants: adminSvc, Users: adminSvc, Tokens: adminSvc,
 		Collections: adminSvc, Versions: adminSvc, Nodes: adminSvc, Audit: adminSvc,
@@ -180,6 +186,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Logout: http.HandlerFunc(authSvc.HandleLogout), GraphQL: gql,
 		Console:   graph.ConsoleHandler("/graphql", s.ConsoleAssetURL),
 		FrontDoor: door,
+		Internal:  internal,
 	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)

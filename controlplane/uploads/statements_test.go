@@ -1,0 +1,98 @@
+package uploads
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"backuprepo/controlplane/auth"
+	"backuprepo/controlplane/postgres"
+	"backuprepo/shared"
+	"backuprepo/shared/internalapi"
+)
+
+// statementCounter counts every statement pgx sends, batched ones included.
+type statementCounter struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (c *statementCounter) add(sql string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sql = append(c.sql, strings.Join(strings.Fields(sql), " "))
+}
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	c.add(d.SQL)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	c.add(d.SQL)
+}
+
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+func (c *statementCounter) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.sql
+	c.sql = nil
+	return out
+}
+
+// TestStatementsPerUpload counts the PostgreSQL statements of one admitted and committed
+// upload, the token check included (issue 7's target: at most 6).
+func TestStatementsPerUpload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.collection("c1", func(c *shared.Collection) { c.MaxCollectionSize = 0 })
+	counter := &statementCounter{}
+	cfg := e.db.Pool.Config()
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	traced := &postgres.DB{Pool: pool}
+	svc := New(Config{DB: traced, Redis: e.rdb, Auth: auth.New(auth.Config{DB: traced, Redis: e.rdb, KeyPrefix: e.prefix,
+		SigningKey: e.key}), KeyPrefix: e.prefix, NodeSecret: testSecret})
+	tok := e.uploader()
+	upload := func() []string {
+		counter.take()
+		adm, err := svc.Admit(e.ctx, "dn-1", internalapi.AdmitRequest{Caller: internalapi.Caller{Token: tok, ClientIP: "203.0.113.9"},
+			CollectionID: "c1", ContentLength: 4096, Room: 1 << 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Commit(e.ctx, "dn-1", internalapi.CommitRequest{UploadID: adm.UploadID, Size: 4096, SHA256: sha(1)}); err != nil {
+			t.Fatal(err)
+		}
+		return counter.take()
+	}
+	first := upload()
+	steady := upload()
+	for range 3 {
+		steady = upload() // FIFO rotation from the fourth upload on
+	}
+	t.Logf("first upload with a fresh token (records its last use): %d statements", len(first))
+	t.Logf("steady upload (with rotation): %d statements", len(steady))
+	for _, s := range steady {
+		t.Logf("  %.90s", s)
+	}
+	if len(steady) > 6 {
+		t.Fatalf("%d statements per upload, want at most 6", len(steady))
+	}
+}
