@@ -34,6 +34,7 @@ const (
 	CodeNoCapacity              Code = "NO_CAPACITY"
 	CodeNodeUnavailable         Code = "NODE_UNAVAILABLE"
 	CodeDependencyUnavailable   Code = "DEPENDENCY_UNAVAILABLE"
+	CodeCollectionUnhealthy     Code = "COLLECTION_UNHEALTHY"
 	CodePayloadTooLarge         Code = "PAYLOAD_TOO_LARGE"
 	CodeUnsupportedMediaType    Code = "UNSUPPORTED_MEDIA_TYPE"
 	CodeQueryTooComplex         Code = "QUERY_TOO_COMPLEX"

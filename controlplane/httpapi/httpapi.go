@@ -55,12 +55,13 @@ type Config struct {
 	Console http.Handler // GET /console
 
 	// FrontDoor mounts the collection routes that stream to data nodes; Internal mounts the
-	// node-signed internal API; Collections mounts the collection routes answered here
-	// (endpoint, health). Each authenticates its requests itself, so none passes through
-	// Auth's middleware, and none gets a body limit or a timeout.
-	FrontDoor   Mounter
-	Internal    Mounter
-	Collections Mounter
+	// node-signed internal API. Each authenticates its requests itself, so neither passes
+	// through Auth's middleware, and neither gets a body limit or a timeout.
+	FrontDoor Mounter
+	Internal  Mounter
+	// Collections answers the collection routes served by the control plane itself
+	// (endpoint, health); optional.
+	Collections CollectionREST
 
 	Now func() time.Time // clock of the InfluxDB timestamp; nil means time.Now
 }
@@ -139,7 +140,11 @@ func New(cfg Config) (http.Handler, error) {
 		r.Method(http.MethodGet, "/graphql", cfg.GraphQL)
 	})
 	r.Method(http.MethodGet, "/console", cfg.Console)
-	for _, m := range []Mounter{cfg.FrontDoor, cfg.Internal, cfg.Collections} {
+	if cfg.Collections != nil {
+		r.Get("/api/stable/repository/collection/{id}/health", s.collectionHealth)
+		r.With(cfg.Auth.Middleware).Get("/api/stable/repository/collection/{id}/endpoint", s.collectionEndpoint)
+	}
+	for _, m := range []Mounter{cfg.FrontDoor, cfg.Internal} {
 		if m != nil {
 			m.Routes(r)
 		}

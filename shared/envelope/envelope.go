@@ -49,7 +49,7 @@ func status(code shared.Code) (int, bool) {
 		return http.StatusTooManyRequests, true
 	case shared.CodeInsufficientStorage:
 		return http.StatusInsufficientStorage, true
-	case shared.CodeNoCapacity, shared.CodeNodeUnavailable, shared.CodeDependencyUnavailable:
+	case shared.CodeNoCapacity, shared.CodeNodeUnavailable, shared.CodeDependencyUnavailable, shared.CodeCollectionUnhealthy:
 		return http.StatusServiceUnavailable, true
 	case shared.CodeInternal:
 		return http.StatusInternalServerError, true

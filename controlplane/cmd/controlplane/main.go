@@ -184,9 +184,10 @@ func (m *Main) Open(ctx context.Context) error {
 		DB: m.db, Redis: m.redis, Cluster: m.cluster, Metrics: metrics, Auth: authSvc,
 		Login: http.HandlerFunc(authSvc.HandleLogin), WhoAmI: http.HandlerFunc(authSvc.HandleWhoami),
 		Logout: http.HandlerFunc(authSvc.HandleLogout), GraphQL: gql,
-		Console:   graph.ConsoleHandler("/graphql", s.ConsoleAssetURL),
-		FrontDoor: door,
-		Internal:  internal,
+		Console:     graph.ConsoleHandler("/graphql", s.ConsoleAssetURL),
+		FrontDoor:   door,
+		Internal:    internal,
+		Collections: adminSvc,
 	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
