@@ -35,6 +35,7 @@ const (
 	CodeNodeUnavailable         Code = "NODE_UNAVAILABLE"
 	CodeDependencyUnavailable   Code = "DEPENDENCY_UNAVAILABLE"
 	CodeCollectionUnhealthy     Code = "COLLECTION_UNHEALTHY"
+	CodeNodeSignatureInvalid    Code = "NODE_SIGNATURE_INVALID"
 	CodePayloadTooLarge         Code = "PAYLOAD_TOO_LARGE"
 	CodeUnsupportedMediaType    Code = "UNSUPPORTED_MEDIA_TYPE"
 	CodeQueryTooComplex         Code = "QUERY_TOO_COMPLEX"

@@ -27,7 +27,8 @@ func TestInternalAPIRefusesUnsignedRequests(t *testing.T) {
 	body, _ := json.Marshal(internalapi.AdmitRequest{Caller: internalapi.Caller{Token: userToken, ClientIP: "203.0.113.9"},
 		CollectionID: "c1", ContentLength: 10, Room: 1 << 30})
 	paths := []string{internalapi.PathAdmit, internalapi.PathExtend, internalapi.PathCommit, internalapi.PathAbort,
-		internalapi.PathOutcome, internalapi.PathResolve, internalapi.PathList, internalapi.PathDelete}
+		internalapi.PathOutcome, internalapi.PathResolve, internalapi.PathList, internalapi.PathDelete,
+		internalapi.PathDeletions, internalapi.PathDeletionsAck}
 	cases := []struct {
 		name string
 		sign func(r *http.Request)
@@ -49,8 +50,8 @@ func TestInternalAPIRefusesUnsignedRequests(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 			c.sign(req)
 			st, eb := e.do(req, nil)
-			if st != http.StatusUnauthorized || eb.Code != shared.CodeUnauthenticated {
-				t.Errorf("%s %s: %d %+v, want 401 UNAUTHENTICATED", c.name, path, st, eb)
+			if st != http.StatusUnauthorized || eb.Code != shared.CodeNodeSignatureInvalid {
+				t.Errorf("%s %s: %d %+v, want 401 NODE_SIGNATURE_INVALID", c.name, path, st, eb)
 			}
 		}
 	}

@@ -30,6 +30,8 @@ func (s *Service) Routes(r chi.Router) {
 	r.Post(internalapi.PathResolve, handle(s, s.Resolve))
 	r.Post(internalapi.PathList, handle(s, s.List))
 	r.Post(internalapi.PathDelete, handle(s, s.Delete))
+	r.Post(internalapi.PathDeletions, handle(s, s.Deletions))
+	r.Post(internalapi.PathDeletionsAck, handle(s, noAnswer(s.AckDeletions)))
 }
 
 // noAnswer adapts a call that answers nothing but success or an error.
@@ -59,7 +61,7 @@ func handle[Req, Resp any](s *Service, fn func(context.Context, string, Req) (Re
 				s.log.WarnContext(r.Context(), "internal API request with a bad node signature", "path", r.URL.Path,
 					"node", claimed, "remote", r.RemoteAddr, "err", err)
 			}
-			s.writeError(w, r, shared.Wrap(err, shared.CodeUnauthenticated, "a data node signature is required"))
+			s.writeError(w, r, shared.Wrap(err, shared.CodeNodeSignatureInvalid, "a valid data node signature is required"))
 			return
 		}
 		var req Req

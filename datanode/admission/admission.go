@@ -164,6 +164,18 @@ func (c *Client) Delete(ctx context.Context, req internalapi.VersionRequest) (sh
 }
 
 // Ping checks the control plane answers its liveness probe.
+// Deletions lists files this node must delete.
+func (c *Client) Deletions(ctx context.Context, limit int) ([]internalapi.FileRef, error) {
+	var out internalapi.DeletionsResponse
+	err := c.call(ctx, internalapi.PathDeletions, internalapi.DeletionsRequest{Limit: limit}, &out)
+	return out.Files, err
+}
+
+// AckDeletions tells the control plane these files are gone.
+func (c *Client) AckDeletions(ctx context.Context, versionIDs []string) error {
+	return c.call(ctx, internalapi.PathDeletionsAck, internalapi.DeletionsAck{VersionIDs: versionIDs}, nil)
+}
+
 func (c *Client) Ping(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/livez", nil)
 	if err != nil {
@@ -234,6 +246,12 @@ func (c *Client) call(ctx context.Context, path string, in, out any) error {
 // restart), INTERNAL for anything else.
 func refusal(path string, status int, raw []byte) error {
 	var eb internalapi.ErrorBody
+	if json.Unmarshal(raw, &eb) == nil && eb.Code == shared.CodeNodeSignatureInvalid {
+		// The node's own credentials were refused (a node secret mismatch): the caller did
+		// nothing wrong, so it must not see a 401 of its own.
+		return shared.Wrap(&statusError{path: path, status: status}, shared.CodeDependencyUnavailable,
+			"the control plane refused this data node's credentials")
+	}
 	if json.Unmarshal(raw, &eb) == nil && eb.Code != "" {
 		e := &shared.Error{Code: eb.Code, Message: eb.Message, Err: &statusError{path: path, status: status}}
 		if e.Message == "" {

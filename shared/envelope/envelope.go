@@ -29,7 +29,8 @@ func status(code shared.Code) (int, bool) {
 	switch code {
 	case shared.CodeInvalidInput, shared.CodeNotEncrypted, shared.CodeEmptyBody, shared.CodeChecksumMismatch:
 		return http.StatusBadRequest, true
-	case shared.CodeUnauthenticated, shared.CodeInvalidCredentials, shared.CodeTokenRevoked, shared.CodeTokenExpired:
+	case shared.CodeUnauthenticated, shared.CodeInvalidCredentials, shared.CodeTokenRevoked, shared.CodeTokenExpired,
+		shared.CodeNodeSignatureInvalid:
 		return http.StatusUnauthorized, true
 	case shared.CodeForbidden, shared.CodeIPNotAllowed, shared.CodeTenantSuspended, shared.CodeWindowClosed:
 		return http.StatusForbidden, true

@@ -28,6 +28,10 @@ const (
 	PathList    = Prefix + "/versions/list"
 	PathDelete  = Prefix + "/versions/delete"
 	PathOutcome = Prefix + "/uploads/outcome"
+	// PathDeletions lists files the calling node must delete (versions deleted or rotated
+	// out); PathDeletionsAck acknowledges the ones it removed.
+	PathDeletions    = Prefix + "/files/deletions"
+	PathDeletionsAck = Prefix + "/files/deletions/ack"
 )
 
 // Caller identifies the end user on whose behalf a node asks: the raw bearer token (the node
@@ -103,6 +107,27 @@ type ListRequest struct {
 // ListResponse lists versions, newest first.
 type ListResponse struct {
 	Versions []shared.Version `json:"versions"`
+}
+
+// DeletionsRequest asks for at most Limit pending file deletions of the calling node.
+type DeletionsRequest struct {
+	Limit int `json:"limit"`
+}
+
+// FileRef names one stored file.
+type FileRef struct {
+	CollectionID string `json:"collectionId"`
+	VersionID    string `json:"versionId"`
+}
+
+// DeletionsResponse lists files to delete, oldest first.
+type DeletionsResponse struct {
+	Files []FileRef `json:"files"`
+}
+
+// DeletionsAck acknowledges deleted files by version id.
+type DeletionsAck struct {
+	VersionIDs []string `json:"versionIds"`
 }
 
 // ErrorBody is how the internal API reports a refusal; the node relays Code and Message.

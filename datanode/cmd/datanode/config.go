@@ -39,6 +39,7 @@ type settings struct {
 	HealthCheckCode string
 	BodyIdleTimeout time.Duration
 	ShutdownGrace   time.Duration
+	CleanupInterval time.Duration
 	LogLevel        string
 }
 
@@ -61,6 +62,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	verify := fs.String("verify-keys", "", "comma-separated PEM files with the control plane's Ed25519 public keys (required)")
 	fs.StringVar(&s.HealthCheckCode, "health-check-code", "", "secret for /health?code= (required)")
 	fs.DurationVar(&s.BodyIdleTimeout, "body-idle-timeout", 2*time.Minute, "drop an upload that sends nothing for this long")
+	fs.DurationVar(&s.CleanupInterval, "cleanup-interval", 30*time.Second, "how often files of deleted versions are removed")
 	fs.DurationVar(&s.ShutdownGrace, "shutdown-grace", 5*time.Minute, "how long in-flight transfers may finish on shutdown")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := config.Parse(fs, args, environ); err != nil {
@@ -128,6 +130,9 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	s.VerifyKeys = keys
 	if s.BodyIdleTimeout < time.Second {
 		return s, config.Invalid("body-idle-timeout", "must be at least 1s")
+	}
+	if s.CleanupInterval < time.Second {
+		return s, config.Invalid("cleanup-interval", "must be at least 1s")
 	}
 	if s.ShutdownGrace < 0 {
 		return s, config.Invalid("shutdown-grace", "must not be negative")

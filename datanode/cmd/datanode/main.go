@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"backuprepo/datanode/admission"
+	"backuprepo/datanode/cleanup"
 	"backuprepo/datanode/disk"
 	"backuprepo/datanode/httpapi"
 )
@@ -88,6 +89,7 @@ func (m *Main) Run(ctx context.Context) error {
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	go rec.Run(bg, 30*time.Second)
+	go cleanup.New(store, cp, m.log.With("component", "cleanup")).Run(bg, s.CleanupInterval)
 
 	handler, err := httpapi.New(httpapi.Config{
 		Store:           store,
