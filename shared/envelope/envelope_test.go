@@ -86,7 +86,7 @@ func TestStatus(t *testing.T) {
 		shared.CodeCollectionFull: 409, shared.CodeCollectionNotEmpty: 409, shared.CodeVersionTooLarge: 413,
 		shared.CodeCollectionQuotaExceeded: 413, shared.CodeTenantQuotaExceeded: 413,
 		shared.CodePayloadTooLarge: 413, shared.CodeUnsupportedMediaType: 415, shared.CodeRateLimited: 429,
-		shared.CodeInsufficientStorage: 507, shared.CodeNoCapacity: 503, shared.CodeNodeUnavailable: 503,
+		shared.CodeInsufficientStorage: 507, shared.CodeNoCapacity: 503, shared.CodeNodeUnavailable: 503, shared.CodeCollectionUnhealthy: 503, shared.CodeNodeSignatureInvalid: 401,
 		shared.CodeDependencyUnavailable: 503, shared.CodeQueryTooComplex: 422, shared.CodeInternal: 500,
 	}
 	for _, c := range declaredCodes(t) {
