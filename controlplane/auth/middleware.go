@@ -32,6 +32,14 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+// ClientIPOnly records the client's address like Middleware but never looks at the
+// Authorization header: the login route must work for a client still sending a stale token.
+func (s *Service) ClientIPOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(WithClientIP(r.Context(), s.clientIP(r))))
+	})
+}
+
 // bearerToken extracts the token of a Bearer Authorization header; ok is false for a missing
 // header or another scheme. "Bearer" with no token gives ok with an empty token, which
 // Authenticate refuses.

@@ -60,6 +60,13 @@ func (markingAuth) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+func (markingAuth) ClientIPOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Auth-Middleware", "ip-only")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // echo answers 200 with its name and the request body length it read.
 func echo(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,8 @@ type ClusterView interface {
 // and the GraphQL login mutation work.
 type Authenticator interface {
 	Middleware(next http.Handler) http.Handler
+	// ClientIPOnly records the client's address without authenticating (the login route).
+	ClientIPOnly(next http.Handler) http.Handler
 }
 
 // Config is everything the router needs; main builds it and calls New.
@@ -131,9 +133,9 @@ func New(cfg Config) (http.Handler, error) {
 	r.Method(http.MethodGet, "/metrics", cfg.Metrics.handler())
 
 	limited := limitBody(maxJSONBody)
+	r.With(cfg.Auth.ClientIPOnly, limited).Method(http.MethodPost, "/api/stable/auth/login", cfg.Login)
 	r.Group(func(r chi.Router) {
 		r.Use(cfg.Auth.Middleware)
-		r.With(limited).Method(http.MethodPost, "/api/stable/auth/login", cfg.Login)
 		r.Method(http.MethodGet, "/api/stable/auth/whoami", cfg.WhoAmI)
 		r.Method(http.MethodDelete, "/api/stable/auth/logout", cfg.Logout)
 		r.With(limited).Method(http.MethodPost, "/graphql", cfg.GraphQL)

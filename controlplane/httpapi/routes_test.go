@@ -82,7 +82,9 @@ func TestRoutesAndAuthWrapping(t *testing.T) {
 		handler        string
 		behindAuth     bool
 	}{
-		{http.MethodPost, "/api/stable/auth/login", "", http.StatusOK, "login", true},
+		{http.MethodPost, "/api/stable/auth/login", "", http.StatusOK, "login", false},
+		// A stale token must not stop a client from logging in again.
+		{http.MethodPost, "/api/stable/auth/login", "Bearer bad", http.StatusOK, "login", false},
 		{http.MethodGet, "/api/stable/auth/whoami", "Bearer ok", http.StatusOK, "whoami", true},
 		{http.MethodGet, "/api/stable/auth/whoami", "Bearer bad", http.StatusUnauthorized, "", true},
 		{http.MethodDelete, "/api/stable/auth/logout", "Bearer ok", http.StatusOK, "logout", true},
