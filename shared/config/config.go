@@ -3,8 +3,11 @@
 package config
 
 import (
+	"encoding/base64"
 	"flag"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 )
 
@@ -42,4 +45,40 @@ func Parse(fs *flag.FlagSet, args, environ []string) error {
 // Invalid builds the one-line error for a bad setting.
 func Invalid(flagName, why string) error {
 	return fmt.Errorf("config: %s (-%s) %s", EnvName(flagName), flagName, why)
+}
+
+// List splits a comma-separated setting, dropping blanks.
+func List(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// HostPort checks a host:port setting with a numeric port; an empty value gives "", 0.
+func HostPort(flagName, v string) (string, int, error) {
+	if v == "" {
+		return "", 0, nil
+	}
+	host, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", 0, Invalid(flagName, "must be host:port")
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, Invalid(flagName, "must have a numeric port")
+	}
+	return host, port, nil
+}
+
+// GossipKey decodes the base64 gossip encryption key (16, 24 or 32 bytes: AES-128/192/256).
+func GossipKey(flagName, v string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+		return nil, Invalid(flagName, "must be base64 of 16, 24 or 32 bytes")
+	}
+	return k, nil
 }

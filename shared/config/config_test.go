@@ -53,3 +53,39 @@ func TestEnvName(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestHostPortAndGossipKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in       string
+		host     string
+		port     int
+		wantFail bool
+	}{
+		{"", "", 0, false},
+		{"127.0.0.1:7946", "127.0.0.1", 7946, false},
+		{"[::1]:1", "::1", 1, false},
+		{"127.0.0.1", "", 0, true},
+		{"h:port", "", 0, true},
+		{"h:70000", "", 0, true},
+	} {
+		h, p, err := HostPort("gossip-bind", tc.in)
+		if (err != nil) != tc.wantFail || h != tc.host || p != tc.port {
+			t.Errorf("HostPort(%q) = %q %d %v", tc.in, h, p, err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "config: BR_GOSSIP_BIND (-gossip-bind)") {
+			t.Errorf("HostPort(%q) error %q does not name the setting", tc.in, err)
+		}
+	}
+	if k, err := GossipKey("gossip-key", "MDEyMzQ1Njc4OWFiY2RlZg=="); err != nil || len(k) != 16 {
+		t.Errorf("16-byte key: %v", err)
+	}
+	for _, bad := range []string{"", "not base64!", "MDEyMzQ1Njc4OWFi"} {
+		if _, err := GossipKey("gossip-key", bad); err == nil {
+			t.Errorf("GossipKey(%q) accepted", bad)
+		}
+	}
+	if got := List(" a, ,b ,"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("List = %q", got)
+	}
+}

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"backuprepo/shared/config"
@@ -27,6 +24,10 @@ type settings struct {
 	MetricsCode            string
 	GossipBind             string
 	GossipAdvertise        string
+	GossipHost             string
+	GossipPort             int
+	GossipAdvertiseHost    string
+	GossipAdvertisePort    int
 	GossipJoin             []string
 	GossipKey              []byte
 	NodeName               string
@@ -75,7 +76,8 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.IntVar(&s.ComplexityLimit, "graphql-complexity-limit", 5000, "largest GraphQL query complexity accepted")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
-	if err := config.Parse(fs, args, environ); err != nil {
+	err := config.Parse(fs, args, environ)
+	if err != nil {
 		return s, err
 	}
 
@@ -95,23 +97,16 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	if u, err := url.Parse(s.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return s, config.Invalid("base-url", "must be an http(s) URL")
 	}
-	for _, name := range []string{"gossip-bind", "gossip-advertise"} {
-		v := fs.Lookup(name).Value.String()
-		if v == "" {
-			continue
-		}
-		if _, p, err := net.SplitHostPort(v); err != nil {
-			return s, config.Invalid(name, "must be host:port")
-		} else if _, err := strconv.Atoi(p); err != nil {
-			return s, config.Invalid(name, "must have a numeric port")
-		}
+	if s.GossipHost, s.GossipPort, err = config.HostPort("gossip-bind", s.GossipBind); err != nil {
+		return s, err
 	}
-	s.GossipJoin = splitList(*join)
-	k, err := base64.StdEncoding.DecodeString(*key)
-	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-		return s, config.Invalid("gossip-key", "must be base64 of 16, 24 or 32 bytes")
+	if s.GossipAdvertiseHost, s.GossipAdvertisePort, err = config.HostPort("gossip-advertise", s.GossipAdvertise); err != nil {
+		return s, err
 	}
-	s.GossipKey = k
+	s.GossipJoin = config.List(*join)
+	if s.GossipKey, err = config.GossipKey("gossip-key", *key); err != nil {
+		return s, err
+	}
 	if len(*nodeSecret) < 16 {
 		return s, config.Invalid("node-secret", "is required and must be at least 16 bytes")
 	}
@@ -119,14 +114,14 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	if s.SigningKey == "" {
 		s.SigningKey = s.DataDir + "/signing-key.pem"
 	}
-	s.VerifyKeys = splitList(*verify)
+	s.VerifyKeys = config.List(*verify)
 	if (s.BootstrapAdminEmail == "") != (s.BootstrapAdminPassword == "") {
 		return s, config.Invalid("bootstrap-admin-password", "and -bootstrap-admin-email go together")
 	}
 	if s.TokenTTL <= 0 || s.TokenTTL > s.MaxTokenTTL {
 		return s, config.Invalid("token-ttl", fmt.Sprintf("must be positive and at most -max-token-ttl (%s)", s.MaxTokenTTL))
 	}
-	for _, p := range splitList(*proxies) {
+	for _, p := range config.List(*proxies) {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
 			return s, config.Invalid("trusted-proxies", fmt.Sprintf("has a bad CIDR %q", p))
@@ -142,14 +137,4 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 		return s, config.Invalid("log-level", "must be debug, info, warn or error")
 	}
 	return s, nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -138,17 +137,9 @@ func (m *Main) Open(ctx context.Context) error {
 		}
 	}
 
-	host, portText, _ := net.SplitHostPort(s.GossipBind)
-	port, _ := strconv.Atoi(portText)
-	advHost, advPort := "", 0
-	if s.GossipAdvertise != "" {
-		h, p, _ := net.SplitHostPort(s.GossipAdvertise)
-		advHost = h
-		advPort, _ = strconv.Atoi(p)
-	}
 	m.cluster, err = gossip.New(gossip.Config{
-		Name: s.NodeName, BindAddr: host, BindPort: port,
-		AdvertiseAddr: advHost, AdvertisePort: advPort,
+		Name: s.NodeName, BindAddr: s.GossipHost, BindPort: s.GossipPort,
+		AdvertiseAddr: s.GossipAdvertiseHost, AdvertisePort: s.GossipAdvertisePort,
 		Join: s.GossipJoin, Key: s.GossipKey, Logger: m.log,
 		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, Name: s.NodeName, PublicURL: s.BaseURL, State: shared.NodeAlive, Version: version},
 		DB:   m.db,

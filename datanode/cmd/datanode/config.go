@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/ed25519"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -91,7 +89,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 		}
 	}
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
-	s.Disks = splitList(*disks)
+	s.Disks = config.List(*disks)
 	for _, d := range s.Disks {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			return s, config.Invalid("disks", fmt.Sprintf("names %q, which is not an existing directory", d))
@@ -103,27 +101,19 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	}
 	s.Reserve = r
 	for _, name := range []string{"gossip-bind", "gossip-advertise"} {
-		v := fs.Lookup(name).Value.String()
-		if v == "" {
-			continue
-		}
-		if _, p, err := net.SplitHostPort(v); err != nil {
-			return s, config.Invalid(name, "must be host:port")
-		} else if _, err := strconv.Atoi(p); err != nil {
-			return s, config.Invalid(name, "must have a numeric port")
+		if _, _, err := config.HostPort(name, fs.Lookup(name).Value.String()); err != nil {
+			return s, err
 		}
 	}
-	s.GossipJoin = splitList(*join)
-	k, err := base64.StdEncoding.DecodeString(*key)
-	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-		return s, config.Invalid("gossip-key", "must be base64 of 16, 24 or 32 bytes")
+	s.GossipJoin = config.List(*join)
+	if s.GossipKey, err = config.GossipKey("gossip-key", *key); err != nil {
+		return s, err
 	}
-	s.GossipKey = k
 	if len(*secret) < 16 {
 		return s, config.Invalid("node-secret", "must be at least 16 bytes")
 	}
 	s.NodeSecret = []byte(*secret)
-	keys, err := loadPublicKeys(splitList(*verify))
+	keys, err := loadPublicKeys(config.List(*verify))
 	if err != nil {
 		return s, config.Invalid("verify-keys", err.Error())
 	}
@@ -172,14 +162,4 @@ func loadPublicKeys(paths []string) (token.Keys, error) {
 		return nil, errors.New("lists no key")
 	}
 	return keys, nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
