@@ -19,7 +19,7 @@ bench:
 ## build: static binaries into bin/
 build:
 	mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./controlplane/cmd/... ./datanode/cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./controlplane/cmd/... ./datanode/cmd/... ./backupctl/cmd/...
 
 ## generate: regenerate the GraphQL code (gqlgen)
 generate:

@@ -164,6 +164,9 @@ func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = pr.In.URL.Path
 	pr.Out.URL.RawPath = pr.In.URL.RawPath
 	pr.Out.Host = target.Host
+	// Share the trailer map: ReverseProxy's clone copied it before the body was read, and the
+	// digest trailers (X-Content-SHA256, Digest) are filled in only at the body's end.
+	pr.Out.Trailer = pr.In.Trailer
 	ip := f.cfg.ClientIP(pr.In)
 	pr.Out.Header.Del("X-Forwarded-For")
 	pr.Out.Header.Set(internalapi.HeaderClientIP, ip)
