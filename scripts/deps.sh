@@ -6,7 +6,8 @@
 # REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL. deps_stop (also run on exit) stops them
 # and removes the directory.
 #
-# PG_PORT and REDIS_PORT choose the ports (default: free ones picked at start).
+# PG_PORT and REDIS_PORT choose the ports (default: free ones picked at start). PG_EXTRA_OPTS adds
+# postgres server options (e.g. "-c shared_preload_libraries=pg_stat_statements" for `make bench`).
 
 deps_install() {
   local missing=()
@@ -55,7 +56,7 @@ deps_start() {
   "${asuser[@]}" "$pgbin/initdb" --no-sync -A trust -U postgres -D "$DEPS_DIR/pg/data" >"$DEPS_DIR/initdb.log" 2>&1 \
     || { cat "$DEPS_DIR/initdb.log" >&2; return 1; }
   "${asuser[@]}" "$pgbin/pg_ctl" -D "$DEPS_DIR/pg/data" -l "$DEPS_DIR/pg/postgres.log" -w \
-    -o "-h 127.0.0.1 -p $PG_PORT -k $DEPS_DIR/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    -o "-h 127.0.0.1 -p $PG_PORT -k $DEPS_DIR/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" \
     start >/dev/null || { cat "$DEPS_DIR/pg/postgres.log" >&2; return 1; }
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
     --pidfile "$DEPS_DIR/redis.pid" --logfile "$DEPS_DIR/redis.log" --dir "$DEPS_DIR" >/dev/null

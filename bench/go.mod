@@ -1,0 +1,22 @@
+module backuprepo/bench
+
+go 1.26.8
+
+require (
+	backuprepo/e2e v0.0.0
+	github.com/jackc/pgx/v5 v5.12.0
+)
+
+require (
+	backuprepo/shared v0.0.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.3 // indirect
+	golang.org/x/sync v0.22.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+)
+
+replace (
+	backuprepo/e2e => ../e2e
+	backuprepo/shared => ../shared
+)
