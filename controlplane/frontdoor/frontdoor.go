@@ -155,7 +155,34 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection is misconfigured"))
 		return
 	}
-	f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey, target)))
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), targetKey, target))
+	defer cancel(nil)
+	go f.watch(ctx, cancel, nodeName)
+	f.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// errNodeLost cancels transfers to a node the cluster declared dead or gone.
+var errNodeLost = errors.New("the data node left the cluster during the transfer")
+
+// watchEvery is how often a transfer checks that its node is still in the cluster.
+const watchEvery = time.Second
+
+// watch cancels a transfer when its node dies: a partitioned node's TCP connection can stay
+// open for many minutes without a byte moving, and the client deserves an answer now.
+func (f *FrontDoor) watch(ctx context.Context, cancel context.CancelCauseFunc, nodeName string) {
+	t := time.NewTicker(watchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, ok := f.cfg.Nodes.Node(nodeName); !ok || n.State == shared.NodeDead || n.State == shared.NodeLeft {
+			cancel(errNodeLost)
+			return
+		}
+	}
 }
 
 func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
@@ -174,6 +201,11 @@ func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func (f *FrontDoor) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(context.Cause(r.Context()), errNodeLost) {
+		f.cfg.Logger.Warn("front door cancelled a transfer to a dead data node", "path", r.URL.Path)
+		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection became unavailable during the transfer; retry later"))
+		return
+	}
 	if r.Context().Err() != nil {
 		return // the client went away; nothing to answer
 	}

@@ -36,7 +36,7 @@ const (
 	filePerm       = 0o640
 	// capacityTTL bounds how often Capacity and Room call statfs; free space a second old is
 	// precise enough for announcements, and placement of a new collection reads it fresh.
-	capacityTTL = time.Second
+	capacityTTL = 100 * time.Millisecond
 )
 
 // Errors callers compare with errors.Is. They are *shared.Error values, so shared.ErrorCode

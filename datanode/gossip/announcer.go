@@ -140,24 +140,56 @@ func (a *Announcer) check(m nodemeta.Meta) (nodemeta.Meta, []byte, error) {
 	return m, b, nil
 }
 
+// joinLoop contacts the join list until one member answers, then keeps watching it: memberlist
+// stops contacting a member about 30 s after it was declared dead, so a partition longer than
+// that would never heal, nor would a restarted peer be found again. Whenever a join address is
+// not among the alive members, it is joined again.
 func (a *Announcer) joinLoop(ctx context.Context, addrs []string) {
+	ml, logger := a.ml, a.log
 	wait := 500 * time.Millisecond
+	joined := false
 	for attempt := 1; ; attempt++ {
-		n, err := a.ml.Join(addrs)
-		if n > 0 {
-			a.log.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
-			return
+		if missing := missingMembers(ml, addrs); len(missing) > 0 {
+			n, err := ml.Join(missing)
+			switch {
+			case n > 0 && !joined:
+				logger.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
+			case n > 0:
+				logger.Info("rejoined gossip members", "contacted", n)
+			case attempt == 1 || attempt%10 == 0:
+				logger.Warn("cannot reach gossip members yet, retrying", "join", missing, "attempts", attempt, "err", err)
+			}
+			joined = joined || n > 0
 		}
-		if attempt == 1 || attempt%10 == 0 {
-			a.log.Warn("cannot join gossip cluster yet, retrying", "join", addrs, "attempts", attempt, "err", err)
+		if joined {
+			wait = rejoinEvery
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 5*time.Second)
+		wait = min(wait*2, rejoinEvery)
 	}
+}
+
+// rejoinEvery is how often the join list is checked once joined.
+const rejoinEvery = 5 * time.Second
+
+// missingMembers returns the join addresses that are not alive members (host names never
+// match, so they are contacted at every check).
+func missingMembers(ml *memberlist.Memberlist, addrs []string) []string {
+	alive := make(map[string]bool)
+	for _, m := range ml.Members() {
+		alive[m.Address()] = true
+	}
+	var missing []string
+	for _, a := range addrs {
+		if !alive[a] {
+			missing = append(missing, a)
+		}
+	}
+	return missing
 }
 
 // announceLoop is the one goroutine that calls UpdateNode; memberlist asks the delegate for the

@@ -2,22 +2,22 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"backuprepo/datanode/disk"
 	"backuprepo/datanode/gossip"
 	"backuprepo/shared"
+	"backuprepo/shared/config"
 	"backuprepo/shared/nodemeta"
 )
 
-// announceEvery is how often the capacity is compared with the last announcement; the
-// announcer only gossips when free space moved by more than 1%, so this costs a statfs.
-const announceEvery = 5 * time.Second
+// announceEvery is how often the capacity is compared with the last announcement. The
+// announcer only gossips when free space moved by more than 1%, so a check costs one statfs;
+// checking often keeps a change's way to the control plane under a second (announceEvery +
+// disk.capacityTTL + a gossip round or two; see docs/BENCHMARKS.md).
+const announceEvery = 200 * time.Millisecond
 
 // clusterMember is the node's gossip membership with its capacity loop.
 type clusterMember struct {
@@ -28,16 +28,13 @@ type clusterMember struct {
 }
 
 func joinCluster(ctx context.Context, s settings, store *disk.Store, logger *slog.Logger) (*clusterMember, error) {
-	bindHost, bindPort, err := hostPort(s.GossipBind)
+	bindHost, bindPort, err := config.HostPort("gossip-bind", s.GossipBind)
 	if err != nil {
-		return nil, fmt.Errorf("gossip bind address: %w", err)
+		return nil, err
 	}
-	var advHost string
-	var advPort int
-	if s.GossipAdvertise != "" {
-		if advHost, advPort, err = hostPort(s.GossipAdvertise); err != nil {
-			return nil, fmt.Errorf("gossip advertise address: %w", err)
-		}
+	advHost, advPort, err := config.HostPort("gossip-advertise", s.GossipAdvertise)
+	if err != nil {
+		return nil, err
 	}
 	meta := nodemeta.Meta{
 		Role:      nodemeta.RoleDataNode,
@@ -56,7 +53,7 @@ func joinCluster(ctx context.Context, s settings, store *disk.Store, logger *slo
 		Join:          s.GossipJoin,
 		Key:           s.GossipKey,
 		Logger:        logger,
-		Meta:          meta.WithDisks(store.Capacity()),
+		Meta:          meta.WithDisks(usable(store.Capacity(), s.Reserve)),
 	})
 	if err != nil {
 		return nil, err
@@ -72,7 +69,7 @@ func joinCluster(ctx context.Context, s settings, store *disk.Store, logger *slo
 				return
 			case <-t.C:
 			}
-			if _, err := ann.Update(meta.WithDisks(store.Capacity())); err != nil {
+			if _, err := ann.Update(meta.WithDisks(usable(store.Capacity(), s.Reserve))); err != nil {
 				logger.Warn("announce capacity", "err", err)
 			}
 		}
@@ -91,14 +88,13 @@ func (c *clusterMember) leave() {
 	}
 }
 
-func hostPort(addr string) (string, int, error) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
+// usable is the capacity the cluster plans with: each disk's free space minus the reserve the
+// node keeps free, so placement never counts on bytes the node would refuse.
+func usable(disks []shared.Disk, reserve int64) []shared.Disk {
+	out := make([]shared.Disk, len(disks))
+	for i, d := range disks {
+		d.Free = max(d.Free-reserve, 0)
+		out[i] = d
 	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", p, err)
-	}
-	return h, port, nil
+	return out
 }
