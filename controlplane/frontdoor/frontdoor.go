@@ -226,8 +226,22 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), targetKey, target))
 	defer cancel(nil)
 	go f.watch(ctx, cancel, nodeName)
-	f.proxy.ServeHTTP(w, r.WithContext(ctx))
+	f.proxy.ServeHTTP(continueOnce{w}, r.WithContext(ctx))
 }
+
+// continueOnce drops the node's "100 Continue": the front door asks for it on every upload
+// (see rewrite), and net/http already sends the client its own when the proxy starts reading
+// the body, to clients that asked for one and only to them.
+type continueOnce struct{ http.ResponseWriter }
+
+func (w continueOnce) WriteHeader(code int) {
+	if code != http.StatusContinue {
+		w.ResponseWriter.WriteHeader(code)
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection's Flush and deadlines.
+func (w continueOnce) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // errNodeLost cancels transfers to a node the cluster declared dead or gone.
 var errNodeLost = errors.New("the data node left the cluster during the transfer")
@@ -264,6 +278,9 @@ func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = pr.In.Trailer
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
 		pr.Out.Body = &uploadBody{ReadCloser: pr.Out.Body, buffers: f.buffers}
+		// Ask the node before sending the body, so that a refusal (401, 403, 409, 413...)
+		// reaches the client at once instead of after the client sent everything.
+		pr.Out.Header.Set("Expect", "100-continue")
 	}
 	ip := f.cfg.ClientIP(pr.In)
 	pr.Out.Header.Del("X-Forwarded-For")

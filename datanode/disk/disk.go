@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -292,7 +293,7 @@ func (s *Store) place(collectionID string) (*volume, error) {
 	}
 	var (
 		best     *volume
-		bestRoom int64 = -1
+		bestRoom int64 = math.MinInt64
 	)
 	for _, v := range s.disks {
 		_, free, err := statfs(v.dir)
@@ -305,7 +306,10 @@ func (s *Store) place(collectionID string) (*volume, error) {
 		}
 	}
 	if best == nil {
-		return nil, errors.New("no usable disk")
+		return nil, fmt.Errorf("no disk answers statfs: %w", ErrNoSpace)
+	}
+	if bestRoom <= 0 {
+		return nil, ErrNoSpace
 	}
 	if err := os.Mkdir(best.collection(collectionID), dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("create collection directory: %w", mapNoSpace(err))
@@ -350,6 +354,13 @@ func (s *Store) Capacity() []shared.Disk {
 	if s.capAll != nil && time.Since(s.capAt) < capacityTTL {
 		return append([]shared.Disk(nil), s.capAll...)
 	}
+	all := s.capacityNow()
+	s.capAll, s.capAt = all, time.Now()
+	return append([]shared.Disk(nil), all...)
+}
+
+// capacityNow reads every disk's size and free space.
+func (s *Store) capacityNow() []shared.Disk {
 	all := make([]shared.Disk, len(s.disks))
 	for i, v := range s.disks {
 		total, free, err := statfs(v.dir)
@@ -358,8 +369,7 @@ func (s *Store) Capacity() []shared.Disk {
 		}
 		all[i] = shared.Disk{Path: v.dir, Total: total, Free: free}
 	}
-	s.capAll, s.capAt = all, time.Now()
-	return append([]shared.Disk(nil), all...)
+	return all
 }
 
 // Room is how many bytes an upload to collectionID may still write: the free space of the
@@ -370,8 +380,10 @@ func (s *Store) Room(collectionID string) int64 {
 		return 0
 	}
 	v := s.volumeOf(collectionID)
+	// Read fresh, not cached: bytes committed since a cached read would count as neither
+	// used nor reserved, and concurrent uploads could then overshoot the reserve.
 	var room int64
-	for i, d := range s.Capacity() {
+	for i, d := range s.capacityNow() {
 		if v != nil && s.disks[i] != v {
 			continue
 		}

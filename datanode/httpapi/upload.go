@@ -64,22 +64,22 @@ func viewOf(v shared.Version) versionView {
 func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	caller, err := h.authenticate(r)
 	if err != nil {
-		h.fail(w, r, err)
+		h.refuseUnread(w, r, err)
 		return
 	}
 	collectionID := chi.URLParam(r, "id")
 	if !validCollectionID(collectionID) {
-		h.fail(w, r, shared.Errorf(shared.CodeNotFound, "collection not found"))
+		h.refuseUnread(w, r, shared.Errorf(shared.CodeNotFound, "collection not found"))
 		return
 	}
 	want, err := digestsFrom(r.Header)
 	if err != nil {
-		h.fail(w, r, err)
+		h.refuseUnread(w, r, err)
 		return
 	}
 	boundary, err := multipartBoundary(r.Header.Get("Content-Type"))
 	if err != nil {
-		h.fail(w, r, err)
+		h.refuseUnread(w, r, err)
 		return
 	}
 	length := r.ContentLength
@@ -95,7 +95,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		Room:          h.store.Room(collectionID),
 	})
 	if err != nil {
-		h.fail(w, r, err)
+		h.refuseUnread(w, r, err)
 		return
 	}
 	h.metrics.inFlight.Inc()
@@ -108,6 +108,16 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	h.metrics.uploads.WithLabelValues("ok").Inc()
 	h.log.Info("upload stored", "collection", collectionID, "version", v.ID, "number", v.Number, "size", v.Size)
 	writeData(w, map[string]any{"version": viewOf(v)})
+}
+
+// refuseUnread answers a refusal made before the body was read. The connection is closed
+// after it: otherwise net/http reads up to 256 KiB of the unwanted body first, so a client
+// waiting for the answer before sending (without Expect: 100-continue) would wait forever.
+func (h *Handler) refuseUnread(w http.ResponseWriter, r *http.Request, err error) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	h.fail(w, r, err)
 }
 
 // uncertainError is a failure after which the commit may or may not have been recorded; the

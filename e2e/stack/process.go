@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -48,7 +49,7 @@ func (p *Process) start() error {
 		return fmt.Errorf("open log of %s: %w", p.Name, err)
 	}
 	cmd := exec.Command(p.bin)
-	cmd.Env = p.env
+	cmd.Env = append([]string(nil), p.env...)
 	cmd.Stdout = log
 	cmd.Stderr = log
 	// Its own process group, so that a Ctrl-C on `go test` does not hit it before cleanup does.
@@ -74,6 +75,19 @@ func (p *Process) current() (*exec.Cmd, chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cmd, p.done
+}
+
+// Setenv changes one setting ("BR_RESERVE", …) for the next start or restart.
+func (p *Process) Setenv(key, value string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	env := make([]string, 0, len(p.env)+1)
+	for _, kv := range p.env {
+		if k, _, _ := strings.Cut(kv, "="); k != key {
+			env = append(env, kv)
+		}
+	}
+	p.env = append(env, key+"="+value)
 }
 
 // Running reports whether the process is alive.

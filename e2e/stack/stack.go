@@ -84,6 +84,23 @@ type Node struct {
 // Restart restarts the node with the same configuration and disks and waits until it serves.
 func (n *Node) Restart(ctx context.Context) error { return n.Process.Restart(ctx) }
 
+// SetReserve changes the node's reserve for its next start (see Restart).
+func (n *Node) SetReserve(bytes int64) {
+	n.Reserve = bytes
+	n.Setenv("BR_RESERVE", strconv.FormatInt(bytes, 10))
+}
+
+// FreeBytes is the free space of the node's first disk as statfs reports it to unprivileged
+// processes (what the node counts as free).
+func (n *Node) FreeBytes(t testing.TB) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(n.Disks[0], &st); err != nil {
+		t.Fatalf("statfs %s: %v", n.Disks[0], err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}
+
 // Node returns the data node called name, or nil.
 func (s *Stack) Node(name string) *Node {
 	for _, n := range s.Nodes {
@@ -277,6 +294,7 @@ func (s *Stack) newNode(t testing.TB, i int, no NodeOptions, dir string, ports *
 			"BR_VERIFY_KEYS":       s.verifyKey,
 			"BR_HEALTH_CHECK_CODE": s.HealthCheckCode,
 			"BR_SHUTDOWN_GRACE":    "2s",
+			"BR_CLEANUP_INTERVAL":  "1s",
 			"BR_LOG_LEVEL":         opts.LogLevel,
 		}, opts.DataNodeEnv),
 	}
