@@ -140,57 +140,49 @@ func (a *Announcer) check(m nodemeta.Meta) (nodemeta.Meta, []byte, error) {
 	return m, b, nil
 }
 
-// joinLoop contacts the join list until one member answers, then keeps watching it: memberlist
-// stops contacting a member about 30 s after it was declared dead, so a partition longer than
-// that would never heal, nor would a restarted peer be found again. Whenever a join address is
-// not among the alive members, it is joined again.
+// joinLoop contacts the join list until one member answers, then keeps at it: memberlist
+// stops contacting a member about 30 s after declaring it dead, so a partition longer than
+// that would never heal, nor would a restarted control plane be found again by nodes that
+// still see each other. Once joined, the list is joined again whenever this member is alone,
+// and every refreshEvery in any case (a push/pull with each address, cheap at that rate).
+// Members() is not read for this: memberlist mutates the nodes it returns (a data race).
 func (a *Announcer) joinLoop(ctx context.Context, addrs []string) {
 	ml, logger := a.ml, a.log
 	wait := 500 * time.Millisecond
-	joined := false
+	var joinedAt time.Time
 	for attempt := 1; ; attempt++ {
-		if missing := missingMembers(ml, addrs); len(missing) > 0 {
-			n, err := ml.Join(missing)
+		if joinedAt.IsZero() || ml.NumMembers() <= 1 || time.Since(joinedAt) >= refreshEvery {
+			n, err := ml.Join(addrs)
 			switch {
-			case n > 0 && !joined:
+			case n > 0 && joinedAt.IsZero():
 				logger.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
 			case n > 0:
-				logger.Info("rejoined gossip members", "contacted", n)
+				logger.Debug("refreshed gossip membership", "contacted", n)
 			case attempt == 1 || attempt%10 == 0:
-				logger.Warn("cannot reach gossip members yet, retrying", "join", missing, "attempts", attempt, "err", err)
+				logger.Warn("cannot reach gossip members yet, retrying", "join", addrs, "attempts", attempt, "err", err)
 			}
-			joined = joined || n > 0
+			if n > 0 {
+				joinedAt = time.Now()
+			}
 		}
-		if joined {
-			wait = rejoinEvery
+		if !joinedAt.IsZero() {
+			wait = aloneCheckEvery
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, rejoinEvery)
+		wait = min(wait*2, aloneCheckEvery)
 	}
 }
 
-// rejoinEvery is how often the join list is checked once joined.
-const rejoinEvery = 5 * time.Second
-
-// missingMembers returns the join addresses that are not alive members (host names never
-// match, so they are contacted at every check).
-func missingMembers(ml *memberlist.Memberlist, addrs []string) []string {
-	alive := make(map[string]bool)
-	for _, m := range ml.Members() {
-		alive[m.Address()] = true
-	}
-	var missing []string
-	for _, a := range addrs {
-		if !alive[a] {
-			missing = append(missing, a)
-		}
-	}
-	return missing
-}
+const (
+	// aloneCheckEvery is how often a joined member checks whether it is alone.
+	aloneCheckEvery = 5 * time.Second
+	// refreshEvery is how often a joined member joins its list again regardless.
+	refreshEvery = 30 * time.Second
+)
 
 // announceLoop is the one goroutine that calls UpdateNode; memberlist asks the delegate for the
 // metadata then, so a burst of updates goes out as one announcement of the newest.

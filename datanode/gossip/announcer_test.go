@@ -230,7 +230,7 @@ func TestShutdownAnnouncesLeaving(t *testing.T) {
 	if err := a.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	waitFor(t, 2*time.Second, "leave seen", func() bool {
+	waitFor(t, 5*time.Second, "leave seen", func() bool {
 		_, _, gone := o.view("dn-1")
 		return gone
 	})
