@@ -2,8 +2,6 @@ package deploy
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,23 +19,7 @@ import (
 // sets, and the nginx and Docker tests run them.
 var bins stack.Binaries
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "e2e-deploy-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if bins, err = stack.Build(context.Background(), dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(stack.RunTests(m, &bins, false)) }
 
 // need skips the test when a prerequisite is missing on a developer's machine, and fails it
 // under CI, where every prerequisite must be there.

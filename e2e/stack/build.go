@@ -64,3 +64,25 @@ func RepoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// RunTests is a TestMain body: it builds the product binaries once into a temporary
+// directory, stores them in *bins, runs the package's tests and returns their exit code.
+// With onlyWithServers, nothing is built when TEST_DATABASE_URL or TEST_REDIS_URL is unset,
+// because then every test skips (or, under CI, fails) by itself.
+//
+//	func TestMain(m *testing.M) { os.Exit(stack.RunTests(m, &bins, true)) }
+func RunTests(m *testing.M, bins *Binaries, onlyWithServers bool) int {
+	if !onlyWithServers || (os.Getenv("TEST_DATABASE_URL") != "" && os.Getenv("TEST_REDIS_URL") != "") {
+		dir, err := os.MkdirTemp("", "e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if *bins, err = Build(context.Background(), dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
