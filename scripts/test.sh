@@ -4,6 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 trap deps_stop EXIT
+
+# Tools the tests call (the docs' runnable blocks use curl, jq and openssl; the deploy tests
+# install nginx, systemd and strace themselves).
+missing=()
+for tool in curl jq openssl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test: installing ${missing[*]}" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+fi
 deps_start
 
 make lint

@@ -28,13 +28,15 @@ import (
 // stack is a real control plane and data node started from their binaries, shared by the
 // tests of this package (each test makes its own tenant and collections).
 type stack struct {
-	URL        string
-	AdminToken string
-	Disk       string // the data node's disk directory
-	Bin        string // directory with controlplane, datanode and backupctl
-	procs      []*exec.Cmd
-	logs       []*bytes.Buffer
-	dropDB     func()
+	URL         string
+	AdminToken  string
+	Disk        string // the data node's disk directory
+	Bin         string // directory with controlplane, datanode and backupctl
+	HealthCode  string // the control plane's BR_HEALTH_CHECK_CODE
+	MetricsCode string // the control plane's BR_METRICS_CODE
+	procs       []*exec.Cmd
+	logs        []*bytes.Buffer
+	dropDB      func()
 }
 
 var (
@@ -103,10 +105,11 @@ func startStack() (_ *stack, err error) {
 	gossipKey := base64.StdEncoding.EncodeToString(randomBytes(32))
 	nodeSecret, adminPassword := hex.EncodeToString(randomBytes(16)), hex.EncodeToString(randomBytes(12))
 	const adminEmail = "admin@example.org"
+	s.HealthCode, s.MetricsCode = "health-"+hex.EncodeToString(randomBytes(8)), "metrics-"+hex.EncodeToString(randomBytes(8))
 	s.start(filepath.Join(s.Bin, "controlplane"),
 		"BR_DATABASE_URL="+db, "BR_REDIS_URL="+redisURL, "BR_REDIS_PREFIX=backupctl-test-"+hex.EncodeToString(randomBytes(6))+":",
 		"BR_LISTEN=127.0.0.1:"+strconv.Itoa(cpPort), "BR_BASE_URL="+s.URL, "BR_APP_ENV=test",
-		"BR_HEALTH_CHECK_CODE=health-"+hex.EncodeToString(randomBytes(8)), "BR_METRICS_CODE=metrics-"+hex.EncodeToString(randomBytes(8)),
+		"BR_HEALTH_CHECK_CODE="+s.HealthCode, "BR_METRICS_CODE="+s.MetricsCode,
 		"BR_GOSSIP_BIND=127.0.0.1:"+strconv.Itoa(cpGossip), "BR_GOSSIP_KEY="+gossipKey, "BR_NODE_NAME=controlplane-1",
 		"BR_DATA_DIR="+filepath.Join(run, "controlplane"), "BR_CREATE_SIGNING_KEY=true", "BR_NODE_SECRET="+nodeSecret,
 		"BR_BOOTSTRAP_ADMIN_EMAIL="+adminEmail, "BR_BOOTSTRAP_ADMIN_PASSWORD="+adminPassword)
