@@ -319,7 +319,8 @@ func (c *Cluster) apply(o observation, badMeta map[string]string) bool {
 		n = dataNode(m, o.at)
 	}
 	// A member that announced it was leaving has left; any other disappearance is a death.
-	// LastSeen stays the time the node was last seen alive.
+	// LastSeen becomes the time it was last known alive: the registry shows live nodes as
+	// seen now, so the copy read above carries the moment the death was noticed.
 	n.State = shared.NodeDead
 	if err == nil && m.State == shared.NodeLeft {
 		n.State = shared.NodeLeft

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"backuprepo/shared"
 )
@@ -21,8 +22,9 @@ func newRegistry() *Registry { return &Registry{nodes: map[string]shared.DataNod
 func (r *Registry) Nodes() []shared.DataNode {
 	r.mu.RLock()
 	out := make([]shared.DataNode, 0, len(r.nodes))
+	now := time.Now()
 	for _, n := range r.nodes {
-		out = append(out, clone(n))
+		out = append(out, view(n, now))
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(out, func(a, b shared.DataNode) int { return strings.Compare(a.Name, b.Name) })
@@ -34,7 +36,21 @@ func (r *Registry) Node(name string) (shared.DataNode, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	n, ok := r.nodes[name]
-	return clone(n), ok
+	if !ok {
+		return shared.DataNode{}, false
+	}
+	return view(n, time.Now()), true
+}
+
+// view is what callers get: a copy, in which a live node is seen now. memberlist probes live
+// members every ProbeInterval and only events are recorded, so the stored time is that of the
+// last change, not of the last contact.
+func view(n shared.DataNode, now time.Time) shared.DataNode {
+	n = clone(n)
+	if n.State == shared.NodeAlive || n.State == shared.NodeDraining {
+		n.LastSeen = now
+	}
+	return n
 }
 
 func (r *Registry) put(n shared.DataNode) {
