@@ -22,6 +22,8 @@ for m in $(sed -n 's|^[[:space:]]*\./||p' go.work); do
   echo "== go test $m"
   (cd "$m" && go test -race -count=1 -timeout 25m ./...) || status=1
 done
+echo "== fuzz"
+bash scripts/fuzz.sh || status=1
 echo "== bench (quick)"
 BENCH_QUICK=1 bash scripts/bench.sh || status=1
 exit $status

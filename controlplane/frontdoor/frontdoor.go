@@ -124,20 +124,52 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 // costs the front door a tenth of its upload speed in system calls.
 type uploadBody struct {
 	io.ReadCloser
-	buffers *bufferPool
+	buffers  *bufferPool
+	transfer *transfer
 }
 
 func (b *uploadBody) WriteTo(w io.Writer) (int64, error) {
 	buf := b.buffers.Get()
 	defer b.buffers.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.ReadCloser}, buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, clientReader{b}, buf)
+}
+
+// clientReader reads the client's body and remembers why it failed, if it did.
+type clientReader struct{ b *uploadBody }
+
+func (c clientReader) Read(p []byte) (int, error) {
+	n, err := c.b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		c.b.transfer.setClientErr(err)
+	}
+	return n, err
+}
+
+// transfer is one request on its way through the front door.
+type transfer struct {
+	target *url.URL
+
+	mu        sync.Mutex
+	clientErr error // the client's body could not be read: its fault, not the node's
+}
+
+func (t *transfer) setClientErr(err error) {
+	t.mu.Lock()
+	t.clientErr = err
+	t.mu.Unlock()
+}
+
+func (t *transfer) clientFailed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.clientErr != nil
 }
 
 var collectionIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 type ctxKey int
 
-const targetKey ctxKey = 0
+const transferKey ctxKey = 0
 
 // New builds the front door.
 func New(cfg Config) *FrontDoor {
@@ -223,7 +255,7 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection is misconfigured"))
 		return
 	}
-	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), targetKey, target))
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), transferKey, &transfer{target: target}))
 	defer cancel(nil)
 	go f.watch(ctx, cancel, nodeName)
 	f.proxy.ServeHTTP(continueOnce{w}, r.WithContext(ctx))
@@ -268,7 +300,8 @@ func (f *FrontDoor) watch(ctx context.Context, cancel context.CancelCauseFunc, n
 }
 
 func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
-	target := pr.In.Context().Value(targetKey).(*url.URL)
+	tr := pr.In.Context().Value(transferKey).(*transfer)
+	target := tr.target
 	pr.SetURL(target)
 	pr.Out.URL.Path = pr.In.URL.Path
 	pr.Out.URL.RawPath = pr.In.URL.RawPath
@@ -277,7 +310,7 @@ func (f *FrontDoor) rewrite(pr *httputil.ProxyRequest) {
 	// digest trailers (X-Content-SHA256, Digest) are filled in only at the body's end.
 	pr.Out.Trailer = pr.In.Trailer
 	if pr.Out.Body != nil && pr.Out.Body != http.NoBody {
-		pr.Out.Body = &uploadBody{ReadCloser: pr.Out.Body, buffers: f.buffers}
+		pr.Out.Body = &uploadBody{ReadCloser: pr.Out.Body, buffers: f.buffers, transfer: tr}
 		// Ask the node before sending the body, so that a refusal (401, 403, 409, 413...)
 		// reaches the client at once instead of after the client sent everything.
 		pr.Out.Header.Set("Expect", "100-continue")
@@ -296,6 +329,10 @@ func (f *FrontDoor) proxyError(w http.ResponseWriter, r *http.Request, err error
 	}
 	if r.Context().Err() != nil {
 		return // the client went away; nothing to answer
+	}
+	if tr, ok := r.Context().Value(transferKey).(*transfer); ok && tr.clientFailed() {
+		envelope.WriteError(w, shared.Wrap(err, shared.CodeInvalidInput, "the request body was cut short or malformed"))
+		return
 	}
 	f.cfg.Logger.Warn("front door could not reach data node", "path", r.URL.Path, "err", err)
 	f.writeUnavailable(w, shared.Wrap(err, shared.CodeNodeUnavailable, "the data node holding this collection did not answer; retry later"))

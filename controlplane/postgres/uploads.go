@@ -241,6 +241,33 @@ func (db *DB) AbortReservation(ctx context.Context, uploadID, nodeName string) (
 	return res, nil
 }
 
+// NodeReservation is a reservation of an upload in flight.
+type NodeReservation struct {
+	UploadID     string
+	CollectionID string
+}
+
+// AbortNodeReservations deletes every reservation of a node and returns them.
+func (db *DB) AbortNodeReservations(ctx context.Context, nodeName string) ([]NodeReservation, error) {
+	rows, err := db.Pool.Query(ctx, "DELETE FROM upload_reservations WHERE node_name = $1 RETURNING id::text, collection_id", nodeName)
+	if err != nil {
+		return nil, fmt.Errorf("delete node reservations: %w", err)
+	}
+	defer rows.Close()
+	var out []NodeReservation
+	for rows.Next() {
+		var r NodeReservation
+		if err := rows.Scan(&r.UploadID, &r.CollectionID); err != nil {
+			return nil, fmt.Errorf("scan node reservation: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read node reservations: %w", err)
+	}
+	return out, nil
+}
+
 // CommittedUpload returns the version an upload became and the versions its commit rotated
 // out, if it was committed.
 func (db *DB) CommittedUpload(ctx context.Context, uploadID string) (shared.Version, []shared.Version, bool, error) {

@@ -28,7 +28,7 @@ func TestInternalAPIRefusesUnsignedRequests(t *testing.T) {
 		CollectionID: "c1", ContentLength: 10, Room: 1 << 30})
 	paths := []string{internalapi.PathAdmit, internalapi.PathExtend, internalapi.PathCommit, internalapi.PathAbort,
 		internalapi.PathOutcome, internalapi.PathResolve, internalapi.PathList, internalapi.PathDelete,
-		internalapi.PathDeletions, internalapi.PathDeletionsAck}
+		internalapi.PathDeletions, internalapi.PathDeletionsAck, internalapi.PathAbortAll}
 	cases := []struct {
 		name string
 		sign func(r *http.Request)

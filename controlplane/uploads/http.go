@@ -27,6 +27,7 @@ func (s *Service) Routes(r chi.Router) {
 	r.Post(internalapi.PathCommit, handle(s, s.Commit))
 	r.Post(internalapi.PathAbort, handle(s, noAnswer(s.Abort)))
 	r.Post(internalapi.PathOutcome, handle(s, s.Outcome))
+	r.Post(internalapi.PathAbortAll, handle(s, s.AbortAll))
 	r.Post(internalapi.PathResolve, handle(s, s.Resolve))
 	r.Post(internalapi.PathList, handle(s, s.List))
 	r.Post(internalapi.PathDelete, handle(s, s.Delete))

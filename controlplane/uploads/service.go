@@ -279,6 +279,24 @@ func (s *Service) Abort(ctx context.Context, node string, req internalapi.Upload
 	return nil
 }
 
+// AbortAll aborts every upload of the calling node that still holds a reservation, releasing
+// their locks: the node calls it once it restarted and settled its staged files, so nothing
+// of its own is in flight and the lost uploads should not block their collections until the
+// lease expires.
+func (s *Service) AbortAll(ctx context.Context, node string, _ internalapi.AbortAllRequest) (internalapi.AbortAllResponse, error) {
+	aborted, err := s.db.AbortNodeReservations(ctx, node)
+	if err != nil {
+		return internalapi.AbortAllResponse{}, dbError(err)
+	}
+	for _, r := range aborted {
+		s.release(ctx, r.CollectionID, r.UploadID)
+	}
+	if len(aborted) > 0 {
+		s.log.InfoContext(ctx, "aborted the uploads a restarted data node lost", "node", node, "uploads", len(aborted))
+	}
+	return internalapi.AbortAllResponse{Aborted: len(aborted)}, nil
+}
+
 // Commit records a durable upload as a version, rotates the collection, releases the
 // reservation and the lock and revokes a one-shot token, all but the lock in one PostgreSQL
 // transaction. Committing the same upload again returns the same version.

@@ -164,6 +164,13 @@ func (c *Client) Delete(ctx context.Context, req internalapi.VersionRequest) (sh
 }
 
 // Ping checks the control plane answers its liveness probe.
+// AbortAll aborts every upload of this node the control plane still holds (after a restart).
+func (c *Client) AbortAll(ctx context.Context) (int, error) {
+	var out internalapi.AbortAllResponse
+	err := c.call(ctx, internalapi.PathAbortAll, internalapi.AbortAllRequest{}, &out)
+	return out.Aborted, err
+}
+
 // Deletions lists files this node must delete.
 func (c *Client) Deletions(ctx context.Context, limit int) ([]internalapi.FileRef, error) {
 	var out internalapi.DeletionsResponse

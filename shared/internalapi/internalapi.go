@@ -28,6 +28,10 @@ const (
 	PathList    = Prefix + "/versions/list"
 	PathDelete  = Prefix + "/versions/delete"
 	PathOutcome = Prefix + "/uploads/outcome"
+	// PathAbortAll aborts every upload of the calling node still holding a reservation: a
+	// node that restarted has none in flight, and its lost ones must not hold their locks
+	// until the lease runs out.
+	PathAbortAll = Prefix + "/uploads/abort-all"
 	// PathDeletions lists files the calling node must delete (versions deleted or rotated
 	// out); PathDeletionsAck acknowledges the ones it removed.
 	PathDeletions    = Prefix + "/files/deletions"
@@ -107,6 +111,14 @@ type ListRequest struct {
 // ListResponse lists versions, newest first.
 type ListResponse struct {
 	Versions []shared.Version `json:"versions"`
+}
+
+// AbortAllRequest asks to abort every upload of the calling node (it has an empty body).
+type AbortAllRequest struct{}
+
+// AbortAllResponse says how many uploads were aborted.
+type AbortAllResponse struct {
+	Aborted int `json:"aborted"`
 }
 
 // DeletionsRequest asks for at most Limit pending file deletions of the calling node.

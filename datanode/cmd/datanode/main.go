@@ -86,6 +86,19 @@ func (m *Main) Run(ctx context.Context) error {
 		cancel()
 		m.log.Info("staged uploads reconciled at start", "unsettled", left)
 	}
+	// Nothing of this node is in flight yet: uploads it lost in a crash must not keep their
+	// collections locked until their lease runs out. Staged uploads still unsettled keep
+	// theirs (their outcome is asked again later); without the control plane, the leases
+	// expire by themselves.
+	if rec.Len() == 0 {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if n, err := cp.AbortAll(actx); err != nil {
+			m.log.Warn("could not abort the uploads lost before this start; their leases will expire", "err", err)
+		} else if n > 0 {
+			m.log.Info("aborted uploads lost before this start", "uploads", n)
+		}
+		cancel()
+	}
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	go rec.Run(bg, 30*time.Second)
