@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +24,6 @@ import (
 
 	dc "github.com/ory/dockertest/v3/docker"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/dockertest/v3"
 
@@ -106,7 +104,7 @@ func startCluster(t *testing.T, pool *dockertest.Pool, cpBin string) *cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 
-	c.dbURL = createDatabase(t, ctx, baseDB)
+	c.dbURL = stack.CreateDatabase(t, ctx, baseDB)
 	db, err := pgxpool.New(context.Background(), c.dbURL)
 	if err != nil {
 		t.Fatalf("open the cluster's database: %v", err)
@@ -581,40 +579,6 @@ func freePort(t *testing.T, host string) int {
 	}
 	t.Fatalf("no free port on %s", host)
 	return 0
-}
-
-// createDatabase makes an empty database for the control plane to migrate, dropped with any
-// connection left when the test ends.
-func createDatabase(t *testing.T, ctx context.Context, base string) string {
-	t.Helper()
-	name := "e2e_cluster_" + randomText(10)
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to TEST_DATABASE_URL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Logf("drop database %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Logf("drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse TEST_DATABASE_URL: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func randomBytes(n int) []byte {

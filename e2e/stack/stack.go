@@ -147,7 +147,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
 
-	dbURL := createDatabase(t, ctx, baseDB)
+	dbURL := CreateDatabase(t, ctx, baseDB)
 	dir := t.TempDir() // removed after the processes stop: TempDir's cleanup is registered first
 	ports := &portPicker{used: map[int]bool{}}
 	s := &Stack{
@@ -365,9 +365,9 @@ func (s *Stack) WaitNodesAlive(ctx context.Context, nodes ...*Node) error {
 	}
 }
 
-// createDatabase makes an empty database for the control plane to migrate; it is dropped,
+// CreateDatabase makes an empty database for the control plane to migrate; it is dropped,
 // with any connection left, when the test ends.
-func createDatabase(t testing.TB, ctx context.Context, base string) string {
+func CreateDatabase(t testing.TB, ctx context.Context, base string) string {
 	t.Helper()
 	name := "e2e_" + randomText(10)
 	conn, err := pgx.Connect(ctx, base)
