@@ -27,18 +27,22 @@ import (
 var testSecret = []byte("node-secret-for-tests-0123456789")
 
 // env is one data node (real disk store in temporary directories, real HTTP server on a real
-// socket) talking to a controlPlaneDouble.
+// socket) talking to the real control plane (real) or, for the tests not converted yet, to a
+// controlPlaneDouble (cp).
 type env struct {
-	t      *testing.T
-	cp     *controlPlaneDouble
-	store  *disk.Store
-	dirs   []string
-	srv    *httptest.Server
-	h      *httpapi.Handler
-	rec    *httpapi.Reconciler
-	client *admission.Client
-	priv   ed25519.PrivateKey
-	keys   token.Keys
+	t    *testing.T
+	cp   *controlPlaneDouble
+	real *realControlPlane
+	// realToken is the control-plane-issued token requests carry.
+	realToken string
+	store     *disk.Store
+	dirs      []string
+	srv       *httptest.Server
+	h         *httpapi.Handler
+	rec       *httpapi.Reconciler
+	client    *admission.Client
+	priv      ed25519.PrivateKey
+	keys      token.Keys
 }
 
 // envSettings are what a test may change before the node starts.
@@ -61,6 +65,24 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, dirs: []string{t.TempDir(), t.TempDir()}}
 	e.cp = newControlPlaneDouble(t, testSecret)
+	return e.start(e.cp.srv.URL, nil, opts)
+}
+
+// testNode is the data node's name in the cluster; collections are placed on it.
+const testNode = "node-1"
+
+// newRealEnv starts a real control plane (its own database and Redis prefix) and a data node
+// talking to it through realControlPlane's forwarding proxy.
+func newRealEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	e := &env{t: t, dirs: []string{t.TempDir(), t.TempDir()}}
+	e.real = startControlPlane(t, testSecret, testNode)
+	return e.start(e.real.proxy.URL, e.real.keys, opts)
+}
+
+func (e *env) start(cpURL string, keys token.Keys, opts []envOption) *env {
+	t := e.t
+	t.Helper()
 	store, err := disk.Open(context.Background(), disk.Config{Dirs: e.dirs, Reserve: 0})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -72,11 +94,14 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.priv = priv
 	e.keys = token.Keys{token.KeyID(pub): pub}
+	if keys != nil {
+		e.keys = keys
+	}
 	set := envSettings{commitRetry: 5 * time.Second}
 	for _, o := range opts {
 		o(&set)
 	}
-	client, err := admission.New(admission.Config{ControlPlaneURL: e.cp.srv.URL, NodeName: "node-1",
+	client, err := admission.New(admission.Config{ControlPlaneURL: cpURL, NodeName: testNode,
 		Secret: testSecret, CommitRetryFor: set.commitRetry})
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +125,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 func (e *env) token(ttl time.Duration) string {
 	e.t.Helper()
+	if e.real != nil && ttl > 0 {
+		if e.realToken == "" {
+			e.realToken = e.real.issue(ttl.String())
+		}
+		return e.realToken
+	}
 	now := time.Now()
 	tok, err := token.Sign(e.priv, token.KeyID(e.priv.Public().(ed25519.PublicKey)), token.Claims{
 		Subject: uuid.NewString(), ID: uuid.NewString(), IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix()})

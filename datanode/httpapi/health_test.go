@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestHealth(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newRealEnv(t)
 	for _, q := range []string{"", "?code=", "?code=wrong", "?code=health-code-1x", "?other=health-code-1"} {
 		resp, body := e.do(newRequest(t, http.MethodGet, e.url("/health"+q), nil))
 		wantRefusal(t, resp, body, http.StatusForbidden, shared.CodeForbidden)
@@ -64,8 +64,8 @@ func TestHealth(t *testing.T) {
 
 func TestLiveReadyMetrics(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
 	resp, body := e.do(newRequest(t, http.MethodGet, e.url("/livez"), nil))
 	if resp.StatusCode != 200 || string(body) != "ok\n" {
 		t.Fatalf("livez: %d %q", resp.StatusCode, body)
@@ -80,8 +80,8 @@ func TestLiveReadyMetrics(t *testing.T) {
 		t.Fatalf("readyz while stopping: %d %q", resp.StatusCode, body)
 	}
 
-	down := newEnv(t)
-	down.cp.srv.Close()
+	down := newRealEnv(t)
+	down.real.proxy.Close()
 	resp, body = down.do(newRequest(t, http.MethodGet, down.url("/readyz"), nil))
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "control plane") {
 		t.Fatalf("readyz without control plane: %d %q", resp.StatusCode, body)

@@ -61,8 +61,8 @@ func uploadRequest(t *testing.T, url, kind string, data []byte) *http.Request {
 
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("col-1", doubleCollection{maxOne: 8 << 20, maxCount: 100})
+	e := newRealEnv(t)
+	e.real.collection("col-1", testNode, func(c *shared.Collection) { c.MaxOneVersionSize, c.MaxBackupsCount = 8<<20, 100 })
 	cases := []struct{ prefix, naming, kind string }{
 		{"stable", "versions", "raw"},
 		{"alpha", "backup", "chunked"},
@@ -111,8 +111,8 @@ func TestRoundTrip(t *testing.T) {
 
 func TestDownloadRangeConditionalHead(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
 	data := randomBytes(t, 5000)
 	base := uploadPath("stable", "c", "versions")
 	v := e.uploadOK(uploadRequest(t, e.url(base), "raw", data))
@@ -237,9 +237,9 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 func TestTooLargeByContentLengthBeforeReading(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("small", doubleCollection{maxOne: 1000})
-	e.cp.addCollection("quota", doubleCollection{maxOne: 1000, limitCode: shared.CodeCollectionQuotaExceeded})
+	e := newRealEnv(t)
+	e.real.collection("small", testNode, func(c *shared.Collection) { c.MaxOneVersionSize, c.MaxCollectionSize = 1000, 10*1000 })
+	e.real.collection("quota", testNode, func(c *shared.Collection) { c.MaxBackupsCount, c.MaxCollectionSize = 1, 1000 })
 	// With Expect: 100-continue the client sends the body only once the server asks for it,
 	// so a body that was never read is proven by the client never reading its own.
 	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 10 * time.Second}}
@@ -262,25 +262,26 @@ func TestTooLargeByContentLengthBeforeReading(t *testing.T) {
 		if n := body.n.Load(); n != 0 {
 			t.Fatalf("%d body bytes were sent before the refusal", n)
 		}
-		if e.cp.locked(c.collection) {
+		if e.real.locked(c.collection) {
 			t.Fatal("upload not aborted: the collection is still locked")
 		}
 	}
-	if n := e.cp.callCount(internalapi.PathAbort); n != 2 {
-		t.Fatalf("aborts = %d, want 2", n)
+	// The real control plane refuses such an admission itself, so nothing may be reserved.
+	if n := e.real.count(`SELECT count(*) FROM upload_reservations`); n != 0 {
+		t.Fatalf("%d reservations left", n)
 	}
 	e.assertNoFiles()
 }
 
 func TestTooLargeChunkedCutAtAllowance(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 64 << 10, limitCode: shared.CodeCollectionQuotaExceeded})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode, func(c *shared.Collection) { c.MaxBackupsCount, c.MaxCollectionSize = 1, 64<<10 })
 	for _, kind := range []string{"chunked", "multipart-chunked"} {
 		resp, body := e.do(uploadRequest(t, e.url(uploadPath("alpha", "c", "versions")), kind, randomBytes(t, 64<<10+1)))
 		wantRefusal(t, resp, body, http.StatusRequestEntityTooLarge, shared.CodeCollectionQuotaExceeded)
 		e.assertNoFiles()
-		if e.cp.locked("c") {
+		if e.real.locked("c") {
 			t.Fatal("not aborted")
 		}
 	}
@@ -293,8 +294,8 @@ func TestTooLargeChunkedCutAtAllowance(t *testing.T) {
 
 func TestEmptyBody(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
 	base := uploadPath("stable", "c", "versions")
 	for _, kind := range []string{"raw", "multipart"} {
 		resp, body := e.do(uploadRequest(t, e.url(base), kind, nil))
@@ -316,7 +317,7 @@ func TestEmptyBody(t *testing.T) {
 	resp, b := e.do(req)
 	wantRefusal(t, resp, b, http.StatusBadRequest, shared.CodeInvalidInput)
 	e.assertNoFiles()
-	waitFor(t, "aborts", func() bool { return e.cp.callCount(internalapi.PathAbort) == 4 })
+	waitFor(t, "aborts", func() bool { return e.real.callCount(internalapi.PathAbort) == 4 })
 }
 
 // rawRequest writes req on a fresh connection and returns the status line and the body.
@@ -342,8 +343,8 @@ func rawRequest(t *testing.T, e *env, req string) (string, string) {
 
 func TestRequireEncryption(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("enc", doubleCollection{maxOne: 1 << 20, requireEncryption: true, maxCount: 100})
+	e := newRealEnv(t)
+	e.real.collection("enc", testNode, func(c *shared.Collection) { c.RequireEncryption, c.MaxBackupsCount = true, 100 })
 	base := uploadPath("stable", "enc", "versions")
 	refused := [][]byte{
 		[]byte("plain text backup"),
@@ -376,8 +377,8 @@ func TestRequireEncryption(t *testing.T) {
 
 func TestChecksum(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20, maxCount: 100})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode, func(c *shared.Collection) { c.MaxBackupsCount = 100 })
 	base := uploadPath("alpha", "c", "versions")
 	data := randomBytes(t, 100_000)
 	sum := sha256.Sum256(data)
@@ -409,7 +410,7 @@ func TestChecksum(t *testing.T) {
 		wantRefusal(t, resp, body, http.StatusBadRequest, shared.CodeChecksumMismatch)
 		e.assertNoFiles()
 	}
-	if e.cp.locked("c") || e.cp.callCount(internalapi.PathCommit) != 0 {
+	if e.real.locked("c") || e.real.callCount(internalapi.PathCommit) != 0 {
 		t.Fatal("a mismatched upload was committed or not aborted")
 	}
 
@@ -433,8 +434,8 @@ func TestChecksum(t *testing.T) {
 // upload is aborted and no version is committed.
 func TestClientGoneLeavesNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 8 << 20})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode, func(c *shared.Collection) { c.MaxOneVersionSize = 8 << 20 })
 	base := uploadPath("stable", "c", "versions")
 	data := randomBytes(t, 4<<20)
 	chunk := func(b []byte) string { return fmt.Sprintf("%x\r\n%s\r\n", len(b), b) }
@@ -456,11 +457,11 @@ func TestClientGoneLeavesNothing(t *testing.T) {
 		if _, err := io.WriteString(conn, head+c.body); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "admit", func() bool { return e.cp.callCount(internalapi.PathAdmit) == i+1 })
+		waitFor(t, "admit", func() bool { return e.real.callCount(internalapi.PathAdmit) == i+1 })
 		conn.Close()
-		waitFor(t, c.name+": abort", func() bool { return e.cp.callCount(internalapi.PathAbort) == i+1 })
+		waitFor(t, c.name+": abort", func() bool { return e.real.callCount(internalapi.PathAbort) == i+1 })
 		e.assertNoFiles()
-		if e.cp.versionCount("c") != 0 || e.cp.locked("c") {
+		if e.real.versionCount("c") != 0 || e.real.locked("c") {
 			t.Fatalf("%s: committed or still locked", c.name)
 		}
 	}
@@ -468,8 +469,8 @@ func TestClientGoneLeavesNothing(t *testing.T) {
 
 func TestStalledAndSlowUploads(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withIdleTimeout(300*time.Millisecond))
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
+	e := newRealEnv(t, withIdleTimeout(300*time.Millisecond))
+	e.real.collection("c", testNode)
 	base := uploadPath("stable", "c", "versions")
 
 	// Slow but steady: 12 pieces 100 ms apart take far longer than the idle timeout.
@@ -506,7 +507,7 @@ func TestStalledAndSlowUploads(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("stalled upload: %s", resp.Status)
 	}
-	waitFor(t, "abort", func() bool { return e.cp.callCount(internalapi.PathAbort) == 1 })
+	waitFor(t, "abort", func() bool { return e.real.callCount(internalapi.PathAbort) == 1 })
 	if f := e.files(); len(f) != 1 {
 		t.Fatalf("files = %v, want only the slow upload", f)
 	}
@@ -514,8 +515,8 @@ func TestStalledAndSlowUploads(t *testing.T) {
 
 func TestRotationAndDelete(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20, maxCount: 2})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode, func(c *shared.Collection) { c.MaxBackupsCount = 2 })
 	base := uploadPath("stable", "c", "backups")
 	var vs []versionJSON
 	for i := range 3 {
@@ -669,5 +670,26 @@ func TestClientIPFromFrontDoor(t *testing.T) {
 		if got := e.cp.lastAdmit().ClientIP; got != c.want {
 			t.Fatalf("client IP = %q, want %q", got, c.want)
 		}
+	}
+}
+
+// TestCommitAnswerLost loses the real control plane's answer to a commit that landed: the
+// node's retry must get the same version, not a second one.
+func TestCommitAnswerLost(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
+	base := uploadPath("stable", "c", "versions")
+	e.real.loseCommits.Store(1)
+	v := e.uploadOK(uploadRequest(t, e.url(base), "raw", []byte("retried")))
+	if e.real.versionCount("c") != 1 || len(e.files()) != 1 {
+		t.Fatalf("versions %d, files %v", e.real.versionCount("c"), e.files())
+	}
+	if n := e.real.callCount(internalapi.PathCommit); n != 2 {
+		t.Fatalf("commit calls = %d, want 2", n)
+	}
+	resp, body := e.do(newRequest(t, http.MethodGet, e.url(base+"/"+v.ID), nil))
+	if resp.StatusCode != 200 || string(body) != "retried" {
+		t.Fatalf("download %d %q", resp.StatusCode, body)
 	}
 }
