@@ -58,23 +58,28 @@ func TestMain(m *testing.M) {
 }
 
 // realControlPlane is the real control plane process (fresh database, own Redis prefix) behind
-// a forwarding proxy that counts the internal calls and can lose a commit's answer on demand.
+// a forwarding proxy that counts the internal calls, records what admissions the node asked
+// for, and injects faults into commits on demand: the control plane itself is never imitated.
 type realControlPlane struct {
-	t       *testing.T
-	direct  string // the process itself
-	proxy   *httptest.Server
-	db      *pgx.Conn
-	keys    token.Keys
-	admin   string // a system admin's token
-	tenant  string
-	user    string
-	secret  []byte
-	nodeKey ed25519.PrivateKey
+	t      *testing.T
+	direct string // the process itself
+	proxy  *httptest.Server
+	db     *pgx.Conn
+	keys   token.Keys
+	admin  string // a system admin's token
+	tenant string
+	user   string
+	secret []byte
+	// dataDir holds the signing key the process generated.
+	dataDir string
 
-	mu    sync.Mutex
-	calls map[string]int
+	mu     sync.Mutex
+	calls  map[string]int
+	admits []internalapi.AdmitRequest
 	// loseCommits is how many commits are forwarded but answered by a cut connection.
 	loseCommits atomic.Int64
+	// failCommits is how many commits are answered 503 without reaching the control plane.
+	failCommits atomic.Int64
 }
 
 func freePort(t *testing.T) string {
@@ -87,7 +92,8 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startControlPlane(t *testing.T, secret []byte, nodeName string) *realControlPlane {
+// startControlPlane starts the binary; extraArgs are further flags (a shorter -upload-lease).
+func startControlPlane(t *testing.T, secret []byte, nodeName string, extraArgs ...string) *realControlPlane {
 	t.Helper()
 	base := os.Getenv("TEST_DATABASE_URL")
 	redisURL := os.Getenv("TEST_REDIS_URL")
@@ -124,14 +130,15 @@ func startControlPlane(t *testing.T, secret []byte, nodeName string) *realContro
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(controlPlaneBin,
-		"-database-url="+dbURL, "-redis-url="+redisURL, "-redis-prefix=t-"+uuid.NewString()+":",
-		"-listen="+listen, "-base-url=http://"+listen, "-app-env=dev",
-		"-health-check-code=cp-health-"+uuid.NewString(), "-metrics-code=cp-metrics-"+uuid.NewString(),
-		"-gossip-bind="+freePort(t), "-gossip-key="+base64.StdEncoding.EncodeToString(gossipKey),
-		"-node-name=controlplane-"+name, "-node-secret="+string(secret), "-data-dir="+dataDir,
+	args := []string{
+		"-database-url=" + dbURL, "-redis-url=" + redisURL, "-redis-prefix=t-" + uuid.NewString() + ":",
+		"-listen=" + listen, "-base-url=http://" + listen, "-app-env=dev",
+		"-health-check-code=cp-health-" + uuid.NewString(), "-metrics-code=cp-metrics-" + uuid.NewString(),
+		"-gossip-bind=" + freePort(t), "-gossip-key=" + base64.StdEncoding.EncodeToString(gossipKey),
+		"-node-name=controlplane-" + name, "-node-secret=" + string(secret), "-data-dir=" + dataDir,
 		"-create-signing-key=true", "-bootstrap-admin-email=admin@example.org",
-		"-bootstrap-admin-password="+adminPassword, "-log-level=warn")
+		"-bootstrap-admin-password=" + adminPassword, "-log-level=warn"}
+	cmd := exec.Command(controlPlaneBin, append(args, extraArgs...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -153,7 +160,7 @@ func startControlPlane(t *testing.T, secret []byte, nodeName string) *realContro
 			t.Logf("control plane log:\n%s", b)
 		}
 	})
-	cp := &realControlPlane{t: t, direct: "http://" + listen, secret: secret, calls: map[string]int{}}
+	cp := &realControlPlane{t: t, direct: "http://" + listen, secret: secret, dataDir: dataDir, calls: map[string]int{}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(cp.direct + "/livez")
@@ -195,13 +202,7 @@ func startControlPlane(t *testing.T, secret []byte, nodeName string) *realContro
 	cp.graphql(`mutation($in: CreateTenantInput!){ createTenant(input: $in) { id } }`,
 		map[string]any{"in": map[string]any{"name": "Test tenant", "slug": "test"}}, &tenant)
 	cp.tenant = tenant.CreateTenant.ID
-	var user struct {
-		CreateUser struct{ ID string } `json:"createUser"`
-	}
-	cp.graphql(`mutation($in: CreateUserInput!){ createUser(input: $in) { id } }`,
-		map[string]any{"in": map[string]any{"tenantId": cp.tenant, "email": "uploader@example.org",
-			"password": "uploader-password-1", "roles": []string{"backupUploader", "backupDownloader", "collectionManager"}}}, &user)
-	cp.user = user.CreateUser.ID
+	cp.user = cp.newUser("uploader@example.org", []string{"backupUploader", "backupDownloader", "collectionManager"}, nil)
 
 	cp.proxy = httptest.NewServer(cp.forward())
 	t.Cleanup(cp.proxy.Close)
@@ -226,20 +227,54 @@ func readVerifyKey(t *testing.T, path string) token.Keys {
 	return token.Keys{token.KeyID(pub): pub}
 }
 
-// forward passes every request to the control plane; it counts internal calls and, while
-// loseCommits is positive, lets a commit land but cuts the connection instead of answering.
+// take consumes one unit of a fault budget, reporting whether there was one.
+func take(budget *atomic.Int64) bool {
+	for {
+		n := budget.Load()
+		if n <= 0 {
+			return false
+		}
+		if budget.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// forward passes every request to the control plane. It counts internal calls and records
+// admission requests; while failCommits is positive a commit is answered 503 without being
+// forwarded, and while loseCommits is positive a commit lands but the connection is cut
+// instead of answering.
 func (cp *realControlPlane) forward() http.Handler {
 	target, _ := url.Parse(cp.direct)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var admit *internalapi.AdmitRequest
+		if r.URL.Path == internalapi.PathAdmit {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				cp.t.Errorf("read admission: %v", err)
+				return
+			}
+			admit = new(internalapi.AdmitRequest)
+			if err := json.Unmarshal(body, admit); err != nil {
+				cp.t.Errorf("admission %s: %v", body, err)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		cp.mu.Lock()
 		cp.calls[r.URL.Path]++
+		if admit != nil {
+			cp.admits = append(cp.admits, *admit)
+		}
 		cp.mu.Unlock()
-		if r.URL.Path != internalapi.PathCommit || cp.loseCommits.Load() <= 0 {
+		if r.URL.Path == internalapi.PathCommit && take(&cp.failCommits) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if r.URL.Path != internalapi.PathCommit || !take(&cp.loseCommits) {
 			rp.ServeHTTP(w, r)
 			return
 		}
-		cp.loseCommits.Add(-1)
 		rec := httptest.NewRecorder()
 		rp.ServeHTTP(rec, r)
 		conn, _, err := http.NewResponseController(w).Hijack()
@@ -261,6 +296,17 @@ func (cp *realControlPlane) callCount(path string) int {
 		}
 	}
 	return n
+}
+
+// lastAdmit is the latest admission request the node sent.
+func (cp *realControlPlane) lastAdmit() internalapi.AdmitRequest {
+	cp.t.Helper()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if len(cp.admits) == 0 {
+		cp.t.Fatal("no admission seen")
+	}
+	return cp.admits[len(cp.admits)-1]
 }
 
 func (cp *realControlPlane) exec(sql string, args ...any) {
@@ -325,21 +371,71 @@ func (cp *realControlPlane) collection(id, node string, mutate ...func(*shared.C
 	for _, m := range mutate {
 		m(&c)
 	}
+	windows := c.Windows
+	if windows == nil {
+		windows = []shared.Window{}
+	}
+	w, err := json.Marshal(windows)
+	if err != nil {
+		cp.t.Fatal(err)
+	}
 	cp.exec(`INSERT INTO collections (id, tenant_id, max_backups_count, max_one_version_size, max_collection_size,
-		strategy, require_encryption, node_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		strategy, require_encryption, node_name, windows) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		c.ID, cp.tenant, c.MaxBackupsCount, c.MaxOneVersionSize, c.MaxCollectionSize, string(c.Strategy),
-		c.RequireEncryption, node)
+		c.RequireEncryption, node, string(w))
+}
+
+// newUser creates a user of the test tenant; allowedIPs nil leaves every address allowed.
+func (cp *realControlPlane) newUser(email string, roles, allowedIPs []string) string {
+	cp.t.Helper()
+	in := map[string]any{"tenantId": cp.tenant, "email": email, "password": "uploader-password-1", "roles": roles}
+	if allowedIPs != nil {
+		in["allowedIPs"] = allowedIPs
+	}
+	var user struct {
+		CreateUser struct{ ID string } `json:"createUser"`
+	}
+	cp.graphql(`mutation($in: CreateUserInput!){ createUser(input: $in) { id } }`, map[string]any{"in": in}, &user)
+	return user.CreateUser.ID
 }
 
 // issue has the control plane issue a token of the test user.
 func (cp *realControlPlane) issue(ttl string) string {
 	cp.t.Helper()
+	tok, _ := cp.issueFor(cp.user, ttl)
+	return tok
+}
+
+// issueFor has the control plane issue a token of user; it returns the token and its id.
+func (cp *realControlPlane) issueFor(user, ttl string) (string, string) {
+	cp.t.Helper()
 	var out struct {
-		IssueToken struct{ Token string } `json:"issueToken"`
+		IssueToken struct {
+			Token  string
+			Record struct{ ID string }
+		} `json:"issueToken"`
 	}
-	cp.graphql(`mutation($u: ID!, $ttl: Duration){ issueToken(userId: $u, description: "test", ttl: $ttl) { token } }`,
-		map[string]any{"u": cp.user, "ttl": ttl}, &out)
-	return out.IssueToken.Token
+	cp.graphql(`mutation($u: ID!, $ttl: Duration){ issueToken(userId: $u, description: "test", ttl: $ttl) { token record { id } } }`,
+		map[string]any{"u": user, "ttl": ttl}, &out)
+	return out.IssueToken.Token, out.IssueToken.Record.ID
+}
+
+// signingKey is the private key the control plane signs tokens with, as it wrote it.
+func (cp *realControlPlane) signingKey() ed25519.PrivateKey {
+	cp.t.Helper()
+	b, err := os.ReadFile(filepath.Join(cp.dataDir, "signing-key.pem"))
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		cp.t.Fatal("signing-key.pem holds no PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	return k.(ed25519.PrivateKey)
 }
 
 func (cp *realControlPlane) versionCount(collection string) int {

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"backuprepo/datanode/admission"
 	"backuprepo/datanode/disk"
 	"backuprepo/datanode/httpapi"
@@ -27,11 +24,9 @@ import (
 var testSecret = []byte("node-secret-for-tests-0123456789")
 
 // env is one data node (real disk store in temporary directories, real HTTP server on a real
-// socket) talking to the real control plane (real) or, for the tests not converted yet, to a
-// controlPlaneDouble (cp).
+// socket) talking to the real control plane (real).
 type env struct {
 	t    *testing.T
-	cp   *controlPlaneDouble
 	real *realControlPlane
 	// realToken is the control-plane-issued token requests carry.
 	realToken string
@@ -41,14 +36,14 @@ type env struct {
 	h         *httpapi.Handler
 	rec       *httpapi.Reconciler
 	client    *admission.Client
-	priv      ed25519.PrivateKey
-	keys      token.Keys
 }
 
 // envSettings are what a test may change before the node starts.
 type envSettings struct {
 	api         httpapi.Config
 	commitRetry time.Duration
+	// uploadLease is the control plane's -upload-lease; zero keeps its default.
+	uploadLease time.Duration
 }
 
 type envOption func(*envSettings)
@@ -61,11 +56,9 @@ func withCommitRetry(d time.Duration) envOption {
 	return func(s *envSettings) { s.commitRetry = d }
 }
 
-func newEnv(t *testing.T, opts ...envOption) *env {
-	t.Helper()
-	e := &env{t: t, dirs: []string{t.TempDir(), t.TempDir()}}
-	e.cp = newControlPlaneDouble(t, testSecret)
-	return e.start(e.cp.srv.URL, nil, opts)
+// withUploadLease shortens the control plane's upload lease, and so the node's extend period.
+func withUploadLease(d time.Duration) envOption {
+	return func(s *envSettings) { s.uploadLease = d }
 }
 
 // testNode is the data node's name in the cluster; collections are placed on it.
@@ -75,12 +68,20 @@ const testNode = "node-1"
 // talking to it through realControlPlane's forwarding proxy.
 func newRealEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	set := envSettings{commitRetry: 5 * time.Second}
+	for _, o := range opts {
+		o(&set)
+	}
+	var args []string
+	if set.uploadLease > 0 {
+		args = append(args, "-upload-lease="+set.uploadLease.String())
+	}
 	e := &env{t: t, dirs: []string{t.TempDir(), t.TempDir()}}
-	e.real = startControlPlane(t, testSecret, testNode)
-	return e.start(e.real.proxy.URL, e.real.keys, opts)
+	e.real = startControlPlane(t, testSecret, testNode, args...)
+	return e.start(e.real.proxy.URL, e.real.keys, set)
 }
 
-func (e *env) start(cpURL string, keys token.Keys, opts []envOption) *env {
+func (e *env) start(cpURL string, keys token.Keys, set envSettings) *env {
 	t := e.t
 	t.Helper()
 	store, err := disk.Open(context.Background(), disk.Config{Dirs: e.dirs, Reserve: 0})
@@ -88,19 +89,6 @@ func (e *env) start(cpURL string, keys token.Keys, opts []envOption) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	e.store = store
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.priv = priv
-	e.keys = token.Keys{token.KeyID(pub): pub}
-	if keys != nil {
-		e.keys = keys
-	}
-	set := envSettings{commitRetry: 5 * time.Second}
-	for _, o := range opts {
-		o(&set)
-	}
 	client, err := admission.New(admission.Config{ControlPlaneURL: cpURL, NodeName: testNode,
 		Secret: testSecret, CommitRetryFor: set.commitRetry})
 	if err != nil {
@@ -109,7 +97,7 @@ func (e *env) start(cpURL string, keys token.Keys, opts []envOption) *env {
 	e.client = client
 	e.rec = httpapi.NewReconciler(httpapi.ReconcilerConfig{Store: store, ControlPlane: client})
 	cfg := set.api
-	cfg.Store, cfg.ControlPlane, cfg.Reconciler, cfg.Keys = store, client, e.rec, e.keys
+	cfg.Store, cfg.ControlPlane, cfg.Reconciler, cfg.Keys = store, client, e.rec, keys
 	cfg.NodeSecret, cfg.HealthCheckCode = testSecret, "health-code-1"
 	h, err := httpapi.New(cfg)
 	if err != nil {
@@ -123,21 +111,13 @@ func (e *env) start(cpURL string, keys token.Keys, opts []envOption) *env {
 	return e
 }
 
+// token is the test user's control-plane-issued token, issued once per env.
 func (e *env) token(ttl time.Duration) string {
 	e.t.Helper()
-	if e.real != nil && ttl > 0 {
-		if e.realToken == "" {
-			e.realToken = e.real.issue(ttl.String())
-		}
-		return e.realToken
+	if e.realToken == "" {
+		e.realToken = e.real.issue(ttl.String())
 	}
-	now := time.Now()
-	tok, err := token.Sign(e.priv, token.KeyID(e.priv.Public().(ed25519.PublicKey)), token.Claims{
-		Subject: uuid.NewString(), ID: uuid.NewString(), IssuedAt: now.Unix(), Expiry: now.Add(ttl).Unix()})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
+	return e.realToken
 }
 
 func (e *env) url(path string) string { return e.srv.URL + path }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,6 +21,9 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/token"
+
+	"github.com/google/uuid"
 )
 
 // bodyKind builds an upload request body of one of the shapes clients send.
@@ -150,9 +155,23 @@ func TestDownloadRangeConditionalHead(t *testing.T) {
 
 func TestBadTokensRefusedWithoutCallingControlPlane(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
-	other := newEnv(t) // a different signing key
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sign makes a token of the test user as the control plane would, with key.
+	sign := func(key ed25519.PrivateKey, ttl time.Duration) string {
+		now := time.Now()
+		tok, err := token.Sign(key, token.KeyID(key.Public().(ed25519.PublicKey)), token.Claims{
+			Subject: e.real.user, TenantID: e.real.tenant, ID: uuid.NewString(),
+			IssuedAt: now.Add(-time.Hour).Unix(), Expiry: now.Add(ttl).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
 	base := uploadPath("stable", "c", "versions")
 	tokens := []struct {
 		name, header string
@@ -161,8 +180,8 @@ func TestBadTokensRefusedWithoutCallingControlPlane(t *testing.T) {
 		{"missing", "", shared.CodeUnauthenticated},
 		{"not bearer", "Basic dXNlcjpwYXNz", shared.CodeUnauthenticated},
 		{"garbage", "Bearer not.a.token", shared.CodeUnauthenticated},
-		{"other key", "Bearer " + other.token(time.Hour), shared.CodeUnauthenticated},
-		{"expired", "Bearer " + e.token(-time.Minute), shared.CodeTokenExpired},
+		{"other key", "Bearer " + sign(otherKey, time.Hour), shared.CodeUnauthenticated},
+		{"expired", "Bearer " + sign(e.real.signingKey(), -time.Minute), shared.CodeTokenExpired},
 	}
 	routes := []struct{ method, path string }{
 		{http.MethodPost, base}, {http.MethodGet, base}, {http.MethodGet, base + "/latest"}, {http.MethodDelete, base + "/latest"},
@@ -185,40 +204,124 @@ func TestBadTokensRefusedWithoutCallingControlPlane(t *testing.T) {
 			}
 		}
 	}
-	if n := e.cp.callCount(""); n != 0 {
+	if n := e.real.callCount(""); n != 0 {
 		t.Fatalf("the control plane saw %d calls for bad tokens", n)
 	}
 	e.assertNoFiles()
+	// The same route with the control plane's own valid token does reach it: the count above
+	// is zero because of the tokens, not because nothing is counted.
+	e.uploadOK(uploadRequest(t, e.url(base), "raw", []byte("payload")))
+	if n := e.real.callCount(internalapi.PathAdmit); n != 1 {
+		t.Fatalf("admission calls = %d, want 1", n)
+	}
+}
+
+// uploadResult is what an upload sent in the background got.
+type uploadResult struct {
+	status int
+	body   []byte
+	err    error
+}
+
+// uploadInBackground sends req from another goroutine, so that the test can hold its body open.
+func (e *env) uploadInBackground(req *http.Request) <-chan uploadResult {
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+e.token(time.Hour))
+	}
+	done := make(chan uploadResult, 1)
+	go func() {
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			done <- uploadResult{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- uploadResult{status: resp.StatusCode, body: b, err: err}
+	}()
+	return done
+}
+
+// heldUpload starts a chunked upload to collection whose body stays open until the returned
+// writer is closed, and waits until the control plane holds the collection for it.
+func (e *env) heldUpload(collection string) (*io.PipeWriter, <-chan uploadResult) {
+	e.t.Helper()
+	pr, pw := io.Pipe()
+	e.t.Cleanup(func() { pw.Close() })
+	req := newRequest(e.t, http.MethodPost, e.url(uploadPath("stable", collection, "versions")), pr)
+	req.ContentLength = -1
+	done := e.uploadInBackground(req)
+	if _, err := pw.Write([]byte("first part ")); err != nil {
+		e.t.Fatal(err)
+	}
+	waitFor(e.t, "the upload to be admitted", func() bool { return e.real.locked(collection) })
+	return pw, done
 }
 
 func TestAdmitRefusalsRelayed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	for _, code := range []shared.Code{shared.CodeForbidden, shared.CodeWindowClosed, shared.CodeTenantSuspended,
-		shared.CodeIPNotAllowed, shared.CodeCollectionFull} {
-		id := strings.ToLower(strings.ReplaceAll(string(code), "_", "-"))
-		e.cp.addCollection(id, doubleCollection{maxOne: 1 << 20, refuse: code})
-		resp, body := e.do(uploadRequest(t, e.url(uploadPath("stable", id, "versions")), "raw", []byte("data")))
-		wantRefusal(t, resp, body, statusOf(code), code)
+	e := newRealEnv(t)
+	cp := e.real
+	data := []byte("data")
+	refused := func(name, collection, bearer string, status int, code shared.Code) {
+		t.Helper()
+		req := uploadRequest(t, e.url(uploadPath("stable", collection, "versions")), "raw", data)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, body := e.do(req)
+		if resp.StatusCode != status || decodeEnvelope(t, body).Code != code {
+			t.Fatalf("%s: %d %s, want %d %s", name, resp.StatusCode, body, status, code)
+		}
 	}
-	resp, body := e.do(uploadRequest(t, e.url(uploadPath("stable", "missing", "versions")), "chunked", []byte("data")))
-	wantRefusal(t, resp, body, http.StatusNotFound, shared.CodeNotFound)
-	resp, body = e.do(uploadRequest(t, e.url(uploadPath("stable", "bad..id", "versions")), "raw", []byte("data")))
-	wantRefusal(t, resp, body, http.StatusNotFound, shared.CodeNotFound)
 
-	e.cp.addCollection("busy", doubleCollection{maxOne: 1 << 20, lock: "someone-else"})
-	resp, body = e.do(uploadRequest(t, e.url(uploadPath("alpha", "busy", "backup")), "raw", []byte("data")))
+	cp.collection("open", testNode)
+	reader, _ := cp.issueFor(cp.newUser("reader@example.org", []string{"backupDownloader"}, nil), "1h")
+	refused("no backupUploader role", "open", reader, http.StatusForbidden, shared.CodeForbidden)
+
+	// A window that opened 30 minutes ago and lasted one minute.
+	from := fmt.Sprintf("%d * * * *", (time.Now().UTC().Minute()+30)%60)
+	cp.collection("closed", testNode, func(c *shared.Collection) {
+		c.Windows = []shared.Window{{From: from, Duration: time.Minute}}
+	})
+	refused("window closed", "closed", "", http.StatusForbidden, shared.CodeWindowClosed)
+
+	elsewhere, _ := cp.issueFor(cp.newUser("elsewhere@example.org", []string{"backupUploader"}, []string{"203.0.113.0/24"}), "1h")
+	refused("client address not allowed", "open", elsewhere, http.StatusForbidden, shared.CodeIPNotAllowed)
+
+	cp.collection("full", testNode, func(c *shared.Collection) {
+		c.Strategy, c.MaxBackupsCount = shared.StrategyRejectWhenFull, 1
+	})
+	e.uploadOK(uploadRequest(t, e.url(uploadPath("stable", "full", "versions")), "raw", data))
+	refused("collection full", "full", "", http.StatusConflict, shared.CodeCollectionFull)
+
+	refused("missing collection", "missing", "", http.StatusNotFound, shared.CodeNotFound)
+	refused("bad collection id", "bad..id", "", http.StatusNotFound, shared.CodeNotFound)
+
+	cp.collection("busy", testNode)
+	pw, first := e.heldUpload("busy")
+	resp, body := e.do(uploadRequest(t, e.url(uploadPath("alpha", "busy", "backup")), "raw", data))
 	wantRefusal(t, resp, body, http.StatusConflict, shared.CodeUploadInProgress)
+	_, _ = pw.Write([]byte("last part"))
+	pw.Close()
+	if r := <-first; r.err != nil || r.status != http.StatusOK {
+		t.Fatalf("the held upload: %d %s %v", r.status, r.body, r.err)
+	}
 
-	tok := e.token(time.Hour)
-	e.cp.set(func(d *controlPlaneDouble) { d.revoked[tok] = true })
-	req := uploadRequest(t, e.url(uploadPath("stable", "busy", "versions")), "raw", []byte("data"))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, body = e.do(req)
-	wantRefusal(t, resp, body, http.StatusUnauthorized, shared.CodeTokenRevoked)
+	revoked, id := cp.issueFor(cp.user, "1h")
+	var rec struct {
+		RevokeToken struct{ ID string } `json:"revokeToken"`
+	}
+	cp.graphql(`mutation($id: ID!){ revokeToken(id: $id) { id } }`, map[string]any{"id": id}, &rec)
+	refused("revoked token", "open", revoked, http.StatusUnauthorized, shared.CodeTokenRevoked)
 
-	e.assertNoFiles()
-	if n := e.cp.callCount(internalapi.PathAbort); n != 0 {
+	cp.exec(`UPDATE tenants SET suspended = true WHERE id = $1`, cp.tenant)
+	refused("tenant suspended", "open", "", http.StatusForbidden, shared.CodeTenantSuspended)
+
+	if f := e.files(); len(f) != 2 {
+		t.Fatalf("files = %v, want the two admitted uploads", f)
+	}
+	if n := cp.callCount(internalapi.PathAbort); n != 0 {
 		t.Fatalf("%d aborts for uploads never admitted", n)
 	}
 }
@@ -461,8 +564,11 @@ func TestClientGoneLeavesNothing(t *testing.T) {
 		conn.Close()
 		waitFor(t, c.name+": abort", func() bool { return e.real.callCount(internalapi.PathAbort) == i+1 })
 		e.assertNoFiles()
-		if e.real.versionCount("c") != 0 || e.real.locked("c") {
-			t.Fatalf("%s: committed or still locked", c.name)
+		// The proxy counts the abort when it passes; the reservation goes when the control
+		// plane has handled it.
+		waitFor(t, c.name+": reservation released", func() bool { return !e.real.locked("c") })
+		if e.real.versionCount("c") != 0 {
+			t.Fatalf("%s: committed", c.name)
 		}
 	}
 }
@@ -547,19 +653,27 @@ func TestRotationAndDelete(t *testing.T) {
 	wantRefusal(t, resp, body, http.StatusNotFound, shared.CodeNotFound)
 }
 
+// expireUpload ends the lease of collection's upload in progress, as when the control plane
+// stopped hearing from the node.
+func (cp *realControlPlane) expireUpload(collection string) {
+	cp.t.Helper()
+	cp.exec(`UPDATE upload_reservations SET expires_at = now() - interval '1 second' WHERE collection_id = $1`, collection)
+}
+
 func TestCommitRetriedAndRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20, maxCount: 10})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
 	base := uploadPath("stable", "c", "versions")
 
 	// Failures, then a commit whose answer is lost: the retry gets the same version.
-	e.cp.set(func(d *controlPlaneDouble) { d.failCommits = 2; d.loseCommitAnswers = 1 })
+	e.real.failCommits.Store(2)
+	e.real.loseCommits.Store(1)
 	v := e.uploadOK(uploadRequest(t, e.url(base), "raw", []byte("retried")))
-	if e.cp.versionCount("c") != 1 || len(e.files()) != 1 {
-		t.Fatalf("versions %d, files %v", e.cp.versionCount("c"), e.files())
+	if e.real.versionCount("c") != 1 || len(e.files()) != 1 {
+		t.Fatalf("versions %d, files %v", e.real.versionCount("c"), e.files())
 	}
-	if n := e.cp.callCount(internalapi.PathCommit); n != 4 {
+	if n := e.real.callCount(internalapi.PathCommit); n != 4 {
 		t.Fatalf("commit calls = %d, want 4", n)
 	}
 	resp, body := e.do(newRequest(t, http.MethodGet, e.url(base+"/"+v.ID), nil))
@@ -567,36 +681,44 @@ func TestCommitRetriedAndRefused(t *testing.T) {
 		t.Fatalf("download %d %q", resp.StatusCode, body)
 	}
 
-	e.cp.set(func(d *controlPlaneDouble) { d.refuseCommit = shared.CodeConflict })
-	resp, body = e.do(uploadRequest(t, e.url(base), "chunked", []byte("refused")))
-	wantRefusal(t, resp, body, http.StatusConflict, shared.CodeConflict)
-	if f := e.files(); len(f) != 1 {
-		t.Fatalf("files after a refused commit = %v", f)
+	// The lease runs out while the body is still arriving: the commit is refused.
+	pw, done := e.heldUpload("c")
+	e.real.expireUpload("c")
+	_, _ = pw.Write([]byte("refused"))
+	pw.Close()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if a := decodeEnvelope(t, r.body); r.status != http.StatusConflict || a.Code != shared.CodeConflict {
+		t.Fatalf("commit after the lease: %d %s", r.status, r.body)
+	}
+	if f := e.files(); len(f) != 1 || e.real.versionCount("c") != 1 {
+		t.Fatalf("after a refused commit: files %v, versions %d", f, e.real.versionCount("c"))
 	}
 }
 
 func TestUncertainCommitReconciled(t *testing.T) {
 	t.Parallel()
 	for _, committed := range []bool{true, false} {
-		e := newEnv(t, withCommitRetry(300*time.Millisecond))
-		e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
+		e := newRealEnv(t, withCommitRetry(300*time.Millisecond))
+		e.real.collection("c", testNode)
 		base := uploadPath("stable", "c", "versions")
-		e.cp.set(func(d *controlPlaneDouble) {
-			if committed {
-				d.loseCommitAnswers = 1 << 30
-			} else {
-				d.failCommits = 1 << 30
-			}
-		})
+		if committed {
+			e.real.loseCommits.Store(1 << 30)
+		} else {
+			e.real.failCommits.Store(1 << 30)
+		}
 		resp, body := e.do(uploadRequest(t, e.url(base), "raw", []byte("unsure")))
 		wantRefusal(t, resp, body, http.StatusServiceUnavailable, shared.CodeDependencyUnavailable)
 		if f := e.files(); len(f) != 1 || !strings.Contains(f[0], ".staged-") {
 			t.Fatalf("files = %v, want the staged upload", f)
 		}
-		if e.cp.callCount(internalapi.PathAbort) != 0 {
+		if e.real.callCount(internalapi.PathAbort) != 0 {
 			t.Fatal("an upload whose commit may have landed was aborted")
 		}
-		e.cp.set(func(d *controlPlaneDouble) { d.loseCommitAnswers, d.failCommits = 0, 0 })
+		e.real.loseCommits.Store(0)
+		e.real.failCommits.Store(0)
 
 		// As after a restart: a new store finds the staged file, the reconciler settles it.
 		r := reopen(t, e)
@@ -605,11 +727,11 @@ func TestUncertainCommitReconciled(t *testing.T) {
 		}
 		f := e.files()
 		switch {
-		case committed && (len(f) != 1 || strings.Contains(f[0], ".staged-")):
-			t.Fatalf("committed upload not finalized: %v", f)
-		case !committed && len(f) != 0:
-			t.Fatalf("uncommitted upload not discarded: %v", f)
-		case !committed && e.cp.locked("c"):
+		case committed && (len(f) != 1 || strings.Contains(f[0], ".staged-") || e.real.versionCount("c") != 1):
+			t.Fatalf("committed upload not finalized: files %v, versions %d", f, e.real.versionCount("c"))
+		case !committed && (len(f) != 0 || e.real.versionCount("c") != 0):
+			t.Fatalf("uncommitted upload not discarded: files %v, versions %d", f, e.real.versionCount("c"))
+		case !committed && e.real.locked("c"):
 			t.Fatal("uncommitted upload not aborted")
 		}
 	}
@@ -617,15 +739,16 @@ func TestUncertainCommitReconciled(t *testing.T) {
 
 func TestExtend(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20})
-	e.cp.set(func(d *controlPlaneDouble) { d.extendEvery = 40 * time.Millisecond })
+	// A 1 s lease: the node extends every third of a second, and an upload lasting twice the
+	// lease only commits if those extends kept it alive.
+	e := newRealEnv(t, withUploadLease(time.Second))
+	e.real.collection("c", testNode)
 	base := uploadPath("stable", "c", "versions")
 	slow := func() io.Reader {
 		pr, pw := io.Pipe()
 		go func() {
-			for range 6 {
-				time.Sleep(50 * time.Millisecond)
+			for range 8 {
+				time.Sleep(250 * time.Millisecond)
 				if _, err := pw.Write([]byte("chunk")); err != nil {
 					return
 				}
@@ -637,38 +760,60 @@ func TestExtend(t *testing.T) {
 	req := newRequest(t, http.MethodPost, e.url(base), slow())
 	req.ContentLength = -1
 	e.uploadOK(req)
-	if n := e.cp.callCount(internalapi.PathExtend); n < 3 {
+	if n := e.real.callCount(internalapi.PathExtend); n < 3 {
 		t.Fatalf("extend calls = %d, want several", n)
 	}
 
-	e.cp.set(func(d *controlPlaneDouble) { d.refuseExtend = shared.CodeConflict })
-	req = newRequest(t, http.MethodPost, e.url(base), slow())
-	req.ContentLength = -1
-	resp, body := e.do(req)
-	wantRefusal(t, resp, body, http.StatusConflict, shared.CodeConflict)
-	if f := e.files(); len(f) != 1 {
-		t.Fatalf("files = %v", f)
+	// The lease runs out under the upload: the next extend is refused and so is the upload.
+	pw, done := e.heldUpload("c")
+	extends := e.real.callCount(internalapi.PathExtend)
+	e.real.expireUpload("c")
+	waitFor(t, "an extend after the lease ran out", func() bool {
+		return e.real.callCount(internalapi.PathExtend) > extends
+	})
+	r := <-done
+	pw.Close()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if a := decodeEnvelope(t, r.body); r.status != http.StatusConflict || a.Code != shared.CodeConflict {
+		t.Fatalf("upload whose extend was refused: %d %s", r.status, r.body)
+	}
+	if f := e.files(); len(f) != 1 || e.real.versionCount("c") != 1 {
+		t.Fatalf("files %v, versions %d", f, e.real.versionCount("c"))
 	}
 }
 
 func TestClientIPFromFrontDoor(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.cp.addCollection("c", doubleCollection{maxOne: 1 << 20, refuse: shared.CodeIPNotAllowed})
+	e := newRealEnv(t)
+	e.real.collection("c", testNode)
+	// The user may upload only from the address the front door vouches for.
+	tok, _ := e.real.issueFor(e.real.newUser("behind-door@example.org", []string{"backupUploader"}, []string{"203.0.113.7/32"}), "1h")
 	base := e.url(uploadPath("stable", "c", "versions"))
-	for _, c := range []struct{ sig, want string }{
-		{internalapi.SignClientIP(testSecret, "203.0.113.7", time.Now()), "203.0.113.7"},
-		{internalapi.SignClientIP([]byte("another-secret-0123456789"), "203.0.113.7", time.Now()), "127.0.0.1"},
-		{"", "127.0.0.1"},
+	for _, c := range []struct {
+		sig, want string
+		status    int
+	}{
+		{internalapi.SignClientIP(testSecret, "203.0.113.7", time.Now()), "203.0.113.7", http.StatusOK},
+		{internalapi.SignClientIP([]byte("another-secret-0123456789"), "203.0.113.7", time.Now()), "127.0.0.1", http.StatusForbidden},
+		{"", "127.0.0.1", http.StatusForbidden},
 	} {
 		req := uploadRequest(t, base, "raw", []byte("x"))
+		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set(internalapi.HeaderClientIP, "203.0.113.7")
 		if c.sig != "" {
 			req.Header.Set(internalapi.HeaderClientIPSig, c.sig)
 		}
-		e.do(req)
-		if got := e.cp.lastAdmit().ClientIP; got != c.want {
+		resp, body := e.do(req)
+		if got := e.real.lastAdmit().ClientIP; got != c.want {
 			t.Fatalf("client IP = %q, want %q", got, c.want)
+		}
+		if resp.StatusCode != c.status {
+			t.Fatalf("client IP %s: %d %s, want %d", c.want, resp.StatusCode, body, c.status)
+		}
+		if c.status == http.StatusForbidden && decodeEnvelope(t, body).Code != shared.CodeIPNotAllowed {
+			t.Fatalf("refusal %s, want IP_NOT_ALLOWED", body)
 		}
 	}
 }

@@ -43,6 +43,7 @@ type settings struct {
 	ConsoleAssetURL        string
 	TrustedProxies         []netip.Prefix
 	ComplexityLimit        int
+	UploadLease            time.Duration
 	LogLevel               string
 }
 
@@ -75,6 +76,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.ConsoleAssetURL, "console-asset-url", "", "base URL of the GraphQL console's JS/CSS assets (default: the public CDN; set it for air-gapped installs)")
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.IntVar(&s.ComplexityLimit, "graphql-complexity-limit", 5000, "largest GraphQL query complexity accepted")
+	fs.DurationVar(&s.UploadLease, "upload-lease", time.Minute, "how long an upload's lock lives without an extend from its data node (at least 1s)")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
 	err := config.Parse(fs, args, environ)
 	if err != nil {
@@ -130,6 +132,9 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	}
 	if s.ComplexityLimit < 100 {
 		return s, config.Invalid("graphql-complexity-limit", "must be at least 100")
+	}
+	if s.UploadLease < time.Second {
+		return s, config.Invalid("upload-lease", "must be at least 1s")
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":
