@@ -23,10 +23,22 @@ for m in $(sed -n 's|^[[:space:]]*\./||p' go.work); do
     fi
     count=$((count + 1))
     echo "== fuzz $name in ./$dir for $fuzztime"
-    if ! (cd "$m" && go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "./${dir#"$m"/}"); then
-      status=1
-      failed+=("$dir $name")
+    corpus="$dir/testdata/fuzz/$name"
+    before=$(ls "$corpus" 2>/dev/null | sort || true)
+    log=$(mktemp)
+    if ! (cd "$m" && go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "./${dir#"$m"/}") 2>&1 | tee "$log"; then
+      after=$(ls "$corpus" 2>/dev/null | sort || true)
+      # Go 1.26's fuzz coordinator can report "context deadline exceeded" when -fuzztime
+      # ends while a worker is mid-call (go.dev/issue/75804, fixed in Go 1.27). That is no
+      # finding: a real one writes its failing input under testdata/fuzz.
+      if [ "$before" = "$after" ] && grep -q "context deadline exceeded" "$log" && ! grep -q "Failing input written" "$log"; then
+        echo "fuzz.sh: $name stopped with Go's fuzztime race (go.dev/issue/75804), no failing input: not a finding"
+      else
+        status=1
+        failed+=("$dir $name")
+      fi
     fi
+    rm -f "$log"
   done < <(grep -rnE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' "$m" || true)
 done
 
