@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +46,11 @@ type Config struct {
 
 // Handler serves the data node's HTTP API.
 type Handler struct {
-	router     http.Handler
-	store      *disk.Store
+	router http.Handler
+	store  *disk.Store
+	// roomMu keeps commits out of an admission's window between reading the room and
+	// reserving it (see admit).
+	roomMu     sync.RWMutex
 	cp         *admission.Client
 	reconciler *Reconciler
 	keys       token.Keys

@@ -88,11 +88,10 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		// until it is read; it is counted while streaming instead.
 		length = -1
 	}
-	adm, err := h.cp.Admit(r.Context(), internalapi.AdmitRequest{
+	adm, err := h.admit(r.Context(), internalapi.AdmitRequest{
 		Caller:        caller,
 		CollectionID:  collectionID,
 		ContentLength: length,
-		Room:          h.store.Room(collectionID),
 	})
 	if err != nil {
 		h.refuseUnread(w, r, err)
@@ -108,6 +107,18 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	h.metrics.uploads.WithLabelValues("ok").Inc()
 	h.log.Info("upload stored", "collection", collectionID, "version", v.ID, "number", v.Number, "size", v.Size)
 	writeData(w, map[string]any{"version": viewOf(v)})
+}
+
+// admit asks the control plane to admit an upload with the room the node has now. The room
+// is read and the reservation made under roomMu, which commits share: a commit landing in
+// between would free its reservation while its bytes, written after the room was read, are
+// in neither, and concurrent uploads could then overshoot the disk's reserve. Admissions of
+// one node are serialised by the control plane anyway; commits still run side by side.
+func (h *Handler) admit(ctx context.Context, req internalapi.AdmitRequest) (internalapi.AdmitResponse, error) {
+	h.roomMu.Lock()
+	defer h.roomMu.Unlock()
+	req.Room = h.store.Room(req.CollectionID)
+	return h.cp.Admit(ctx, req)
 }
 
 // refuseUnread answers a refusal made before the body was read. The connection is closed
@@ -192,7 +203,9 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, collectionID s
 	}
 	// The body is complete and durable: the commit must not depend on the client staying.
 	cctx := context.WithoutCancel(r.Context())
+	h.roomMu.RLock()
 	res, err := h.cp.Commit(cctx, internalapi.CommitRequest{UploadID: adm.UploadID, Size: staged.Size, SHA256: staged.SHA256})
+	h.roomMu.RUnlock()
 	if err != nil {
 		if admission.Unavailable(err) {
 			h.reconciler.Add(staged)
