@@ -71,6 +71,7 @@ type ComplexityRoot struct {
 		HasHealthCode        func(childComplexity int) int
 		Health               func(childComplexity int) int
 		ID                   func(childComplexity int) int
+		Integrity            func(childComplexity int) int
 		KeepOlderNotMoreThan func(childComplexity int) int
 		MaxBackupsCount      func(childComplexity int) int
 		MaxCollectionSize    func(childComplexity int) int
@@ -102,6 +103,12 @@ type ComplexityRoot struct {
 		WindowCompliance func(childComplexity int) int
 	}
 
+	CollectionIntegrity struct {
+		CheckedVersions func(childComplexity int) int
+		LastCheckedAt   func(childComplexity int) int
+		Problems        func(childComplexity int) int
+	}
+
 	CreateCollectionPayload struct {
 		Collection func(childComplexity int) int
 		NodeName   func(childComplexity int) int
@@ -130,6 +137,19 @@ type ComplexityRoot struct {
 		CollectionID func(childComplexity int) int
 		Roles        func(childComplexity int) int
 		UserID       func(childComplexity int) int
+	}
+
+	IntegrityProblem struct {
+		Detail         func(childComplexity int) int
+		DetectedAt     func(childComplexity int) int
+		ExpectedSha256 func(childComplexity int) int
+		Filename       func(childComplexity int) int
+		FoundSha256    func(childComplexity int) int
+		FoundSize      func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		Node           func(childComplexity int) int
+		Version        func(childComplexity int) int
+		VersionID      func(childComplexity int) int
 	}
 
 	IssuedToken struct {
@@ -287,6 +307,7 @@ type CollectionResolver interface {
 	Health(ctx context.Context, obj *shared.Collection) (shared.CollectionHealth, error)
 	Node(ctx context.Context, obj *shared.Collection) (*shared.DataNode, error)
 	Grants(ctx context.Context, obj *shared.Collection) ([]shared.Grant, error)
+	Integrity(ctx context.Context, obj *shared.Collection) (CollectionIntegrity, error)
 }
 type DataNodeResolver interface {
 	Capacity(ctx context.Context, obj *shared.DataNode) (Capacity, error)
@@ -469,6 +490,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Collection.ID(childComplexity), true
+	case "Collection.integrity":
+		if e.ComplexityRoot.Collection.Integrity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Collection.Integrity(childComplexity), true
 	case "Collection.keepOlderNotMoreThan":
 		if e.ComplexityRoot.Collection.KeepOlderNotMoreThan == nil {
 			break
@@ -610,6 +637,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CollectionHealth.WindowCompliance(childComplexity), true
 
+	case "CollectionIntegrity.checkedVersions":
+		if e.ComplexityRoot.CollectionIntegrity.CheckedVersions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CollectionIntegrity.CheckedVersions(childComplexity), true
+	case "CollectionIntegrity.lastCheckedAt":
+		if e.ComplexityRoot.CollectionIntegrity.LastCheckedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CollectionIntegrity.LastCheckedAt(childComplexity), true
+	case "CollectionIntegrity.problems":
+		if e.ComplexityRoot.CollectionIntegrity.Problems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CollectionIntegrity.Problems(childComplexity), true
+
 	case "CreateCollectionPayload.collection":
 		if e.ComplexityRoot.CreateCollectionPayload.Collection == nil {
 			break
@@ -721,6 +767,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Grant.UserID(childComplexity), true
+
+	case "IntegrityProblem.detail":
+		if e.ComplexityRoot.IntegrityProblem.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.Detail(childComplexity), true
+	case "IntegrityProblem.detectedAt":
+		if e.ComplexityRoot.IntegrityProblem.DetectedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.DetectedAt(childComplexity), true
+	case "IntegrityProblem.expectedSha256":
+		if e.ComplexityRoot.IntegrityProblem.ExpectedSha256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.ExpectedSha256(childComplexity), true
+	case "IntegrityProblem.filename":
+		if e.ComplexityRoot.IntegrityProblem.Filename == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.Filename(childComplexity), true
+	case "IntegrityProblem.foundSha256":
+		if e.ComplexityRoot.IntegrityProblem.FoundSha256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.FoundSha256(childComplexity), true
+	case "IntegrityProblem.foundSize":
+		if e.ComplexityRoot.IntegrityProblem.FoundSize == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.FoundSize(childComplexity), true
+	case "IntegrityProblem.kind":
+		if e.ComplexityRoot.IntegrityProblem.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.Kind(childComplexity), true
+	case "IntegrityProblem.node":
+		if e.ComplexityRoot.IntegrityProblem.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.Node(childComplexity), true
+	case "IntegrityProblem.version":
+		if e.ComplexityRoot.IntegrityProblem.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.Version(childComplexity), true
+	case "IntegrityProblem.versionId":
+		if e.ComplexityRoot.IntegrityProblem.VersionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IntegrityProblem.VersionID(childComplexity), true
 
 	case "IssuedToken.record":
 		if e.ComplexityRoot.IssuedToken.Record == nil {
@@ -1537,7 +1644,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/audit.graphqls" "schema/auth.graphqls" "schema/collections.graphqls" "schema/common.graphqls" "schema/nodes.graphqls" "schema/tenants.graphqls" "schema/tokens.graphqls" "schema/users.graphqls"
+//go:embed "schema/audit.graphqls" "schema/auth.graphqls" "schema/collections.graphqls" "schema/common.graphqls" "schema/integrity.graphqls" "schema/nodes.graphqls" "schema/tenants.graphqls" "schema/tokens.graphqls" "schema/users.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -1553,6 +1660,7 @@ var sources = []*ast.Source{
 	{Name: "schema/auth.graphqls", Input: sourceData("schema/auth.graphqls"), BuiltIn: false},
 	{Name: "schema/collections.graphqls", Input: sourceData("schema/collections.graphqls"), BuiltIn: false},
 	{Name: "schema/common.graphqls", Input: sourceData("schema/common.graphqls"), BuiltIn: false},
+	{Name: "schema/integrity.graphqls", Input: sourceData("schema/integrity.graphqls"), BuiltIn: false},
 	{Name: "schema/nodes.graphqls", Input: sourceData("schema/nodes.graphqls"), BuiltIn: false},
 	{Name: "schema/tenants.graphqls", Input: sourceData("schema/tenants.graphqls"), BuiltIn: false},
 	{Name: "schema/tokens.graphqls", Input: sourceData("schema/tokens.graphqls"), BuiltIn: false},
@@ -1654,6 +1762,8 @@ func (ec *executionContext) childFields_Collection(ctx context.Context, field gr
 		return ec.fieldContext_Collection_node(ctx, field)
 	case "grants":
 		return ec.fieldContext_Collection_grants(ctx, field)
+	case "integrity":
+		return ec.fieldContext_Collection_integrity(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Collection", field.Name)
 }
@@ -1684,6 +1794,18 @@ func (ec *executionContext) childFields_CollectionHealth(ctx context.Context, fi
 		return ec.fieldContext_CollectionHealth_messages(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CollectionHealth", field.Name)
+}
+
+func (ec *executionContext) childFields_CollectionIntegrity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "lastCheckedAt":
+		return ec.fieldContext_CollectionIntegrity_lastCheckedAt(ctx, field)
+	case "checkedVersions":
+		return ec.fieldContext_CollectionIntegrity_checkedVersions(ctx, field)
+	case "problems":
+		return ec.fieldContext_CollectionIntegrity_problems(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CollectionIntegrity", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateCollectionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1744,6 +1866,32 @@ func (ec *executionContext) childFields_Grant(ctx context.Context, field graphql
 		return ec.fieldContext_Grant_roles(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Grant", field.Name)
+}
+
+func (ec *executionContext) childFields_IntegrityProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "versionId":
+		return ec.fieldContext_IntegrityProblem_versionId(ctx, field)
+	case "version":
+		return ec.fieldContext_IntegrityProblem_version(ctx, field)
+	case "filename":
+		return ec.fieldContext_IntegrityProblem_filename(ctx, field)
+	case "kind":
+		return ec.fieldContext_IntegrityProblem_kind(ctx, field)
+	case "detail":
+		return ec.fieldContext_IntegrityProblem_detail(ctx, field)
+	case "expectedSha256":
+		return ec.fieldContext_IntegrityProblem_expectedSha256(ctx, field)
+	case "foundSha256":
+		return ec.fieldContext_IntegrityProblem_foundSha256(ctx, field)
+	case "foundSize":
+		return ec.fieldContext_IntegrityProblem_foundSize(ctx, field)
+	case "node":
+		return ec.fieldContext_IntegrityProblem_node(ctx, field)
+	case "detectedAt":
+		return ec.fieldContext_IntegrityProblem_detectedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IntegrityProblem", field.Name)
 }
 
 func (ec *executionContext) childFields_IssuedToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3599,6 +3747,38 @@ func (ec *executionContext) fieldContext_Collection_grants(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Collection_integrity(ctx context.Context, field graphql.CollectedField, obj *shared.Collection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Collection_integrity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Collection().Integrity(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v CollectionIntegrity) graphql.Marshaler {
+			return ec.marshalNCollectionIntegrity2backuprepoᚋgraphᚐCollectionIntegrity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Collection_integrity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Collection",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CollectionIntegrity(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CollectionConnection_items(ctx context.Context, field graphql.CollectedField, obj *CollectionConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3799,6 +3979,84 @@ func (ec *executionContext) _CollectionHealth_messages(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_CollectionHealth_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CollectionHealth", field, false, false, "String")
+}
+
+func (ec *executionContext) _CollectionIntegrity_lastCheckedAt(ctx context.Context, field graphql.CollectedField, obj *CollectionIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CollectionIntegrity_lastCheckedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastCheckedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CollectionIntegrity_lastCheckedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CollectionIntegrity", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CollectionIntegrity_checkedVersions(ctx context.Context, field graphql.CollectedField, obj *CollectionIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CollectionIntegrity_checkedVersions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CheckedVersions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CollectionIntegrity_checkedVersions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CollectionIntegrity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CollectionIntegrity_problems(ctx context.Context, field graphql.CollectedField, obj *CollectionIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CollectionIntegrity_problems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Problems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []IntegrityProblem) graphql.Marshaler {
+			return ec.marshalNIntegrityProblem2ᚕbackuprepoᚋgraphᚐIntegrityProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CollectionIntegrity_problems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CollectionIntegrity",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IntegrityProblem(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CreateCollectionPayload_collection(ctx context.Context, field graphql.CollectedField, obj *shared.Placement) (ret graphql.Marshaler) {
@@ -4249,6 +4507,236 @@ func (ec *executionContext) _Grant_roles(ctx context.Context, field graphql.Coll
 }
 func (ec *executionContext) fieldContext_Grant_roles(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Grant", field, false, false, "Role")
+}
+
+func (ec *executionContext) _IntegrityProblem_versionId(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_versionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VersionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_versionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "ID")
+}
+
+func (ec *executionContext) _IntegrityProblem_version(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _IntegrityProblem_filename(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_filename(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Filename, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_filename(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IntegrityProblem_kind(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v IntegrityKind) graphql.Marshaler {
+			return ec.marshalNIntegrityKind2backuprepoᚋgraphᚐIntegrityKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "IntegrityKind")
+}
+
+func (ec *executionContext) _IntegrityProblem_detail(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IntegrityProblem_expectedSha256(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_expectedSha256(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpectedSha256, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_expectedSha256(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IntegrityProblem_foundSha256(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_foundSha256(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FoundSha256, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_foundSha256(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IntegrityProblem_foundSize(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_foundSize(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FoundSize, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_foundSize(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _IntegrityProblem_node(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IntegrityProblem_detectedAt(ctx context.Context, field graphql.CollectedField, obj *IntegrityProblem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IntegrityProblem_detectedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DetectedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IntegrityProblem_detectedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IntegrityProblem", field, false, false, "Time")
 }
 
 func (ec *executionContext) _IssuedToken_token(ctx context.Context, field graphql.CollectedField, obj *shared.IssuedToken) (ret graphql.Marshaler) {
@@ -9169,6 +9657,12 @@ func (ec *executionContext) _Collection(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Collection_grants(ctx, field, obj)
 				})
+		case "integrity":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Collection_integrity(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -9262,6 +9756,49 @@ func (ec *executionContext) _CollectionHealth(ctx context.Context, sel ast.Selec
 			}
 		case "messages":
 			out.Values[i] = ec._CollectionHealth_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var collectionIntegrityImplementors = []string{"CollectionIntegrity"}
+
+func (ec *executionContext) _CollectionIntegrity(ctx context.Context, sel ast.SelectionSet, obj *CollectionIntegrity) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, collectionIntegrityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CollectionIntegrity")
+		case "lastCheckedAt":
+			out.Values[i] = ec._CollectionIntegrity_lastCheckedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "checkedVersions":
+			out.Values[i] = ec._CollectionIntegrity_checkedVersions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "problems":
+			out.Values[i] = ec._CollectionIntegrity_problems(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9466,6 +10003,84 @@ func (ec *executionContext) _Grant(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "roles":
 			out.Values[i] = ec._Grant_roles(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var integrityProblemImplementors = []string{"IntegrityProblem"}
+
+func (ec *executionContext) _IntegrityProblem(ctx context.Context, sel ast.SelectionSet, obj *IntegrityProblem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, integrityProblemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IntegrityProblem")
+		case "versionId":
+			out.Values[i] = ec._IntegrityProblem_versionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._IntegrityProblem_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "filename":
+			out.Values[i] = ec._IntegrityProblem_filename(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._IntegrityProblem_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detail":
+			out.Values[i] = ec._IntegrityProblem_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expectedSha256":
+			out.Values[i] = ec._IntegrityProblem_expectedSha256(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "foundSha256":
+			out.Values[i] = ec._IntegrityProblem_foundSha256(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "foundSize":
+			out.Values[i] = ec._IntegrityProblem_foundSize(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._IntegrityProblem_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detectedAt":
+			out.Values[i] = ec._IntegrityProblem_detectedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -10924,6 +11539,10 @@ func (ec *executionContext) marshalNCollectionHealth2backuprepoᚋsharedᚐColle
 	return ec._CollectionHealth(ctx, sel, &v)
 }
 
+func (ec *executionContext) marshalNCollectionIntegrity2backuprepoᚋgraphᚐCollectionIntegrity(ctx context.Context, sel ast.SelectionSet, v CollectionIntegrity) graphql.Marshaler {
+	return ec._CollectionIntegrity(ctx, sel, &v)
+}
+
 func (ec *executionContext) unmarshalNCreateCollectionInput2backuprepoᚋsharedᚐCollectionInput(ctx context.Context, v any) (shared.CollectionInput, error) {
 	res, err := ec.unmarshalInputCreateCollectionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11071,6 +11690,36 @@ func (ec *executionContext) marshalNInt642int64(ctx context.Context, sel ast.Sel
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int64!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNIntegrityKind2backuprepoᚋgraphᚐIntegrityKind(ctx context.Context, v any) (IntegrityKind, error) {
+	var res IntegrityKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIntegrityKind2backuprepoᚋgraphᚐIntegrityKind(ctx context.Context, sel ast.SelectionSet, v IntegrityKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNIntegrityProblem2backuprepoᚋgraphᚐIntegrityProblem(ctx context.Context, sel ast.SelectionSet, v IntegrityProblem) graphql.Marshaler {
+	return ec._IntegrityProblem(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNIntegrityProblem2ᚕbackuprepoᚋgraphᚐIntegrityProblemᚄ(ctx context.Context, sel ast.SelectionSet, v []IntegrityProblem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIntegrityProblem2backuprepoᚋgraphᚐIntegrityProblem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNIssuedToken2backuprepoᚋsharedᚐIssuedToken(ctx context.Context, sel ast.SelectionSet, v shared.IssuedToken) graphql.Marshaler {

@@ -4,6 +4,10 @@ package graph
 
 import (
 	"backuprepo/shared"
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 )
 
@@ -22,6 +26,37 @@ type CollectionConnection struct {
 	PageInfo shared.PageInfo     `json:"pageInfo"`
 }
 
+// What the data nodes found when they read a collection's stored versions (`datanode verify` scans and downloads).
+type CollectionIntegrity struct {
+	// When a version of the collection was last checked; null when none was.
+	LastCheckedAt *time.Time `json:"lastCheckedAt,omitempty"`
+	// How many of the collection's versions have been checked.
+	CheckedVersions int `json:"checkedVersions"`
+	// Versions whose last check found a problem, newest first; a later check that finds the file intact clears it.
+	Problems []IntegrityProblem `json:"problems"`
+}
+
+// A stored version whose last check failed.
+type IntegrityProblem struct {
+	VersionID string `json:"versionId"`
+	// The version number.
+	Version  int64         `json:"version"`
+	Filename string        `json:"filename"`
+	Kind     IntegrityKind `json:"kind"`
+	// What was wrong, in words (for unreadable files, the data node's own account).
+	Detail string `json:"detail"`
+	// Hex, as uploaded.
+	ExpectedSha256 string `json:"expectedSha256"`
+	// Hex; null when the node could not read the file whole.
+	FoundSha256 *string `json:"foundSha256,omitempty"`
+	// Null when the file was not found.
+	FoundSize *int64 `json:"foundSize,omitempty"`
+	// The data node that checked it.
+	Node string `json:"node"`
+	// When the problem was last reported.
+	DetectedAt time.Time `json:"detectedAt"`
+}
+
 // A fresh login token; the token string is shown once.
 type Session struct {
 	Token     string    `json:"token"`
@@ -37,4 +72,65 @@ type TenantConnection struct {
 type UserConnection struct {
 	Items    []shared.User   `json:"items"`
 	PageInfo shared.PageInfo `json:"pageInfo"`
+}
+
+// What a data node found wrong with a stored version.
+type IntegrityKind string
+
+const (
+	// The node read the whole file, and its size or SHA-256 differs from what was uploaded.
+	IntegrityKindDamaged IntegrityKind = "damaged"
+	// The node could not read the file whole, or a block failed its checksum while a download was served; detail says which.
+	IntegrityKindUnreadable IntegrityKind = "unreadable"
+	// A scan of every disk of the node holding the version did not find the file.
+	IntegrityKindMissing IntegrityKind = "missing"
+)
+
+var AllIntegrityKind = []IntegrityKind{
+	IntegrityKindDamaged,
+	IntegrityKindUnreadable,
+	IntegrityKindMissing,
+}
+
+func (e IntegrityKind) IsValid() bool {
+	switch e {
+	case IntegrityKindDamaged, IntegrityKindUnreadable, IntegrityKindMissing:
+		return true
+	}
+	return false
+}
+
+func (e IntegrityKind) String() string {
+	return string(e)
+}
+
+func (e *IntegrityKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = IntegrityKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid IntegrityKind", str)
+	}
+	return nil
+}
+
+func (e IntegrityKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *IntegrityKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e IntegrityKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

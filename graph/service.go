@@ -57,6 +57,8 @@ type Collections interface {
 	Usage(ctx context.Context, collectionID string) (shared.Usage, error)
 	Grants(ctx context.Context, collectionID string) ([]shared.Grant, error)
 	Health(ctx context.Context, collectionID string) (shared.CollectionHealth, error)
+	// Integrity sums up the data nodes' last checks of the collection's stored versions.
+	Integrity(ctx context.Context, collectionID string) (CollectionIntegrity, error)
 }
 
 // Nodes shows the cluster and lets admins drain nodes.

@@ -39,6 +39,7 @@ const (
 	CodePayloadTooLarge         Code = "PAYLOAD_TOO_LARGE"
 	CodeUnsupportedMediaType    Code = "UNSUPPORTED_MEDIA_TYPE"
 	CodeQueryTooComplex         Code = "QUERY_TOO_COMPLEX"
+	CodeVersionDamaged          Code = "VERSION_DAMAGED"
 	CodeInternal                Code = "INTERNAL"
 )
 

@@ -133,6 +133,7 @@ func TestTenantIsolation(t *testing.T) {
 		"usage":            func(ctx context.Context, _ shared.User) error { _, err := s.Usage(ctx, aColl.ID); return err },
 		"grants":           func(ctx context.Context, _ shared.User) error { _, err := s.Grants(ctx, aColl.ID); return err },
 		"health":           func(ctx context.Context, _ shared.User) error { _, err := s.Health(ctx, aColl.ID); return err },
+		"integrity":        func(ctx context.Context, _ shared.User) error { _, err := s.Integrity(ctx, aColl.ID); return err },
 		"nodeCollections":  func(ctx context.Context, _ shared.User) error { _, err := s.NodeCollections(ctx, e.node); return err },
 		"dataNodes":        func(ctx context.Context, _ shared.User) error { _, err := s.DataNodes(ctx); return err },
 		"drain":            func(ctx context.Context, _ shared.User) error { _, err := s.DrainDataNode(ctx, e.node); return err },
@@ -183,7 +184,7 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	// The same calls by A's own admin do work, so the refusals above are about the tenant.
 	aCtx := e.as(aAdmin, nil)
-	for _, op := range []string{"tenant", "users", "user", "tokens", "collection", "versions", "usage", "grants", "health", "auditLog", "updateCollection"} {
+	for _, op := range []string{"tenant", "users", "user", "tokens", "collection", "versions", "usage", "grants", "health", "integrity", "auditLog", "updateCollection"} {
 		wantCode(t, "alpha admin "+op, ops[op](aCtx, aAdmin), "")
 	}
 }

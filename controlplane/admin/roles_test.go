@@ -168,6 +168,9 @@ func TestRoleMatrix(t *testing.T) {
 		{"readC1", func(ctx context.Context) error { _, err := s.Collection(ctx, c1.ID); return err }, all},
 		{"readC2", func(ctx context.Context) error { _, err := s.Versions(ctx, c2.ID); return err },
 			[]string{"systemAdmin", "tenantAdmin", "userManager", "collectionManager", "backupUploader", "backupDownloader", "uploadsAnytime"}},
+		{"integrityC2", func(ctx context.Context) error { _, err := s.Integrity(ctx, c2.ID); return err },
+			[]string{"systemAdmin", "tenantAdmin", "userManager", "collectionManager", "backupUploader", "backupDownloader", "uploadsAnytime"}},
+		{"integrityC1", func(ctx context.Context) error { _, err := s.Integrity(ctx, c1.ID); return err }, all},
 		{"grantsC1", func(ctx context.Context) error { _, err := s.Grants(ctx, c1.ID); return err },
 			[]string{"systemAdmin", "tenantAdmin", "userManager", "collectionManager", "collectionManager@c1"}},
 		{"grantDownloadC1", func(ctx context.Context) error {
@@ -222,6 +225,8 @@ func TestScopedTokens(t *testing.T) {
 	read := e.as(ta, []shared.ScopeEntry{{Collection: c1.ID, Roles: []shared.Role{shared.RoleBackupDownloader}}})
 	wantCode(t, "scoped read c1", func() error { _, err := s.Collection(read, c1.ID); return err }(), "")
 	wantCode(t, "scoped read c2", func() error { _, err := s.Collection(read, c2.ID); return err }(), shared.CodeForbidden)
+	wantCode(t, "scoped integrity c1", func() error { _, err := s.Integrity(read, c1.ID); return err }(), "")
+	wantCode(t, "scoped integrity c2", func() error { _, err := s.Integrity(read, c2.ID); return err }(), shared.CodeForbidden)
 	wantCode(t, "scoped update c1", func() error {
 		_, err := s.UpdateCollection(read, c1.ID, shared.CollectionPatch{Description: &desc})
 		return err

@@ -33,6 +33,7 @@ func (s *Service) Routes(r chi.Router) {
 	r.Post(internalapi.PathDelete, handle(s, s.Delete))
 	r.Post(internalapi.PathDeletions, handle(s, s.Deletions))
 	r.Post(internalapi.PathDeletionsAck, handle(s, noAnswer(s.AckDeletions)))
+	r.Post(internalapi.PathIntegrity, handleUpTo(s, maxIntegrityBody, s.Integrity))
 }
 
 // noAnswer adapts a call that answers nothing but success or an error.
@@ -45,12 +46,17 @@ func noAnswer[Req any](fn func(context.Context, string, Req) error) func(context
 // handle reads and authenticates an internal request, decodes it, calls fn with the signing
 // node's name and writes the answer.
 func handle[Req, Resp any](s *Service, fn func(context.Context, string, Req) (Resp, error)) http.HandlerFunc {
+	return handleUpTo(s, maxRequestBody, fn)
+}
+
+// handleUpTo is handle for a request body of at most limit bytes.
+func handleUpTo[Req, Resp any](s *Service, limit int64, fn func(context.Context, string, Req) (Resp, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				s.writeError(w, r, shared.Errorf(shared.CodePayloadTooLarge, "request body is larger than %d bytes", maxRequestBody))
+				s.writeError(w, r, shared.Errorf(shared.CodePayloadTooLarge, "request body is larger than %d bytes", limit))
 				return
 			}
 			s.writeError(w, r, shared.Wrap(err, shared.CodeInvalidInput, "cannot read the request body"))

@@ -163,7 +163,6 @@ func (c *Client) Delete(ctx context.Context, req internalapi.VersionRequest) (sh
 	return out.Version, err
 }
 
-// Ping checks the control plane answers its liveness probe.
 // AbortAll aborts every upload of this node the control plane still holds (after a restart).
 func (c *Client) AbortAll(ctx context.Context) (int, error) {
 	var out internalapi.AbortAllResponse
@@ -183,6 +182,14 @@ func (c *Client) AckDeletions(ctx context.Context, versionIDs []string) error {
 	return c.call(ctx, internalapi.PathDeletionsAck, internalapi.DeletionsAck{VersionIDs: versionIDs}, nil)
 }
 
+// Integrity reports stored versions as this node read them (see internalapi.IntegrityReport).
+func (c *Client) Integrity(ctx context.Context, report internalapi.IntegrityReport) (internalapi.IntegrityResponse, error) {
+	var out internalapi.IntegrityResponse
+	err := c.call(ctx, internalapi.PathIntegrity, report, &out)
+	return out, err
+}
+
+// Ping checks the control plane answers its liveness probe.
 func (c *Client) Ping(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/livez", nil)
 	if err != nil {

@@ -54,6 +54,10 @@ type Config struct {
 	Dirs    []string // one or more existing, writable directories, one per disk
 	Reserve int64    // bytes kept free on every disk
 	Logger  *slog.Logger
+	// ReadOnly opens the disks for reading only, changing nothing on them (no leftover is
+	// removed, no directory created): what `datanode verify` needs while the node itself may
+	// be running. Writing to such a store is a programming error.
+	ReadOnly bool
 }
 
 // Staged is an upload whose bytes are complete and fsynced but not yet committed as a version.
@@ -115,7 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	seen := make(map[string]bool)
 	for _, d := range cfg.Dirs {
-		v, err := prepareVolume(d)
+		v, err := prepareVolume(d, cfg.ReadOnly)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	var wg sync.WaitGroup
 	for i, v := range s.disks {
 		wg.Go(func() {
-			c, st, err := s.scan(ctx, v)
+			c, st, err := s.scan(ctx, v, cfg.ReadOnly)
 			results[i] = result{c, st, err}
 		})
 	}
@@ -159,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func prepareVolume(dir string) (*volume, error) {
+func prepareVolume(dir string, readOnly bool) (*volume, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", dir, err)
@@ -172,6 +176,9 @@ func prepareVolume(dir string) (*volume, error) {
 		return nil, fmt.Errorf("disk %s: not a directory", abs)
 	}
 	v := &volume{dir: abs, root: filepath.Join(abs, collectionsDir)}
+	if readOnly {
+		return v, nil
+	}
 	if err := probe(v.dir); err != nil {
 		return nil, fmt.Errorf("disk %s: not writable: %w", abs, err)
 	}
@@ -181,20 +188,24 @@ func prepareVolume(dir string) (*volume, error) {
 	return v, nil
 }
 
-// scan removes leftovers on one disk and returns its collections and staged uploads.
-func (s *Store) scan(ctx context.Context, v *volume) ([]string, []Staged, error) {
+// scan removes leftovers on one disk (unless readOnly) and returns its collections and staged
+// uploads.
+func (s *Store) scan(ctx context.Context, v *volume, readOnly bool) ([]string, []Staged, error) {
 	top, err := readNames(v.dir)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, n := range top {
-		if strings.HasPrefix(n, checkPrefix) {
+		if strings.HasPrefix(n, checkPrefix) && !readOnly {
 			if err := os.Remove(filepath.Join(v.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, nil, fmt.Errorf("remove stale check file: %w", err)
 			}
 		}
 	}
 	names, err := readNames(v.root)
+	if readOnly && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil // a disk that never held a collection
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -219,9 +230,28 @@ func (s *Store) scan(ctx context.Context, v *volume) ([]string, []Staged, error)
 			}
 			return nil, nil, err
 		}
+		if readOnly {
+			collections = append(collections, c)
+			continue
+		}
 		removed := 0
+		var present map[string]bool // built on the first sidecar met
 		for _, f := range files {
 			switch {
+			case isSums(f) && !strings.HasPrefix(f, tmpPrefix):
+				if present == nil {
+					present = make(map[string]bool, len(files))
+					for _, n := range files {
+						present[n] = true
+					}
+				}
+				// A sidecar whose file is gone (a crash between the two removals or renames).
+				if !present[sumsOwner(f)] {
+					if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						return nil, nil, fmt.Errorf("remove stale block checksums: %w", err)
+					}
+					removed++
+				}
 			case strings.HasPrefix(f, tmpPrefix):
 				if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return nil, nil, fmt.Errorf("remove stale temp file: %w", err)

@@ -343,7 +343,8 @@ func TestIDsRefused(t *testing.T) {
 		}
 	}
 	// Nothing was created outside the disk directory, and inside it only the one staged file.
-	if got := files(t, base); !slices.Equal(got, []string{filepath.Join("disk", collectionsDir, "ok", stagedPrefix+good)}) {
+	staged := filepath.Join("disk", collectionsDir, "ok", stagedPrefix+good)
+	if got := files(t, base); !slices.Equal(got, []string{staged, staged + sumsSuffix}) {
 		t.Fatalf("files = %v", got)
 	}
 }
@@ -364,9 +365,13 @@ func TestOpenCleansTempAndReportsStaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Simulate a crash mid-upload: temp files in two collections and a leftover health probe.
+	// Simulate a crash mid-upload: temp files in two collections, a temp sidecar, sidecars
+	// whose files are gone, and a leftover health probe.
 	for _, p := range []string{
 		filepath.Join(dir, collectionsDir, "c1", tmpPrefix+"deadbeef"),
+		filepath.Join(dir, collectionsDir, "c1", tmpPrefix+"deadbeef"+sumsSuffix),
+		filepath.Join(dir, collectionsDir, "c1", "."+newID(t)+sumsSuffix),
+		filepath.Join(dir, collectionsDir, "c2", stagedPrefix+newID(t)+sumsSuffix),
 		filepath.Join(dir, collectionsDir, "c2", tmpPrefix+"cafe"),
 		filepath.Join(dir, checkPrefix+"1234"),
 	} {
@@ -377,8 +382,10 @@ func TestOpenCleansTempAndReportsStaged(t *testing.T) {
 
 	s2 := openStore(t, dir)
 	want := []string{
+		filepath.Join(collectionsDir, "c1", "."+ver+sumsSuffix),
 		filepath.Join(collectionsDir, "c1", ver),
 		filepath.Join(collectionsDir, "c2", stagedPrefix+staged.UploadID),
+		filepath.Join(collectionsDir, "c2", stagedPrefix+staged.UploadID+sumsSuffix),
 	}
 	if got := files(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("after Open: files = %v, want %v", got, want)

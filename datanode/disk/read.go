@@ -46,10 +46,10 @@ func (s *Store) Remove(collectionID, versionID string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove version: %w", err)
+	}
+	if err := os.Remove(versionSumsPath(filepath.Dir(p), filepath.Base(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove version: %w", err)
 	}
 	return syncDir(filepath.Dir(p))

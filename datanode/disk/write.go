@@ -81,7 +81,7 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 		}
 	}()
 
-	size, sum, err := s.stream(ctx, f, r, limit)
+	size, sum, sums, err := s.stream(ctx, f, r, limit)
 	if err != nil {
 		return Staged{}, err
 	}
@@ -96,8 +96,13 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 	if err := os.Rename(tmp, staged); err != nil {
 		return Staged{}, fmt.Errorf("stage upload: %w", err)
 	}
+	if err := writeSums(staged+sumsSuffix, sums); err != nil {
+		// Derived data: a download rebuilds it from the file and its recorded sha256.
+		s.log.Warn("could not save block checksums", "collection", collectionID, "upload", uploadID, "err", err)
+	}
 	if err := syncDir(dir); err != nil {
 		os.Remove(staged)
+		os.Remove(staged + sumsSuffix)
 		return Staged{}, err
 	}
 	keep = true
@@ -111,9 +116,12 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 }
 
 // stream copies r to w, hashing each block in a second goroutine while it is written, and
-// returns the byte count and the sha256 of what was written.
-func (s *Store) stream(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, [sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
+// returns the byte count, the sha256 and the block checksums of what was written.
+func (s *Store) stream(ctx context.Context, w io.Writer, r io.Reader, limit int64) (int64, [sha256.Size]byte, Sums, error) {
+	var (
+		sum  [sha256.Size]byte
+		sums blockSummer
+	)
 	free := make(chan *block, s.bufCount)
 	toHash := make(chan *block, s.bufCount)
 	hashed := make(chan struct{})
@@ -124,6 +132,7 @@ func (s *Store) stream(ctx context.Context, w io.Writer, r io.Reader, limit int6
 		h := sha256.New()
 		for b := range toHash {
 			h.Write(b.data[:b.n])
+			sums.Write(b.data[:b.n])
 			free <- b
 		}
 		h.Sum(sum[:0])
@@ -170,7 +179,7 @@ func (s *Store) stream(ctx context.Context, w io.Writer, r io.Reader, limit int6
 	for range s.bufCount {
 		s.bufs.Put(<-free)
 	}
-	return total, sum, err
+	return total, sum, sums.Sums(), err
 }
 
 func (s *Store) getBlock() *block {
@@ -206,7 +215,8 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 		return err
 	}
 	final := filepath.Join(dir, versionID)
-	if err := os.Rename(filepath.Join(dir, stagedPrefix+uploadID), final); err != nil {
+	staged := filepath.Join(dir, stagedPrefix+uploadID)
+	if err := os.Rename(staged, final); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("finalize upload: %w", err)
 		}
@@ -215,6 +225,10 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 		}
 		s.forget(uploadID)
 		return nil
+	}
+	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for.
+	if err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
 	}
 	s.forget(uploadID)
 	return syncDir(dir)
@@ -228,6 +242,9 @@ func (s *Store) Discard(st Staged) error {
 	}
 	if err != nil {
 		return err
+	}
+	if err := os.Remove(filepath.Join(dir, stagedPrefix+uploadID+sumsSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("discard upload: %w", err)
 	}
 	if err := os.Remove(filepath.Join(dir, stagedPrefix+uploadID)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

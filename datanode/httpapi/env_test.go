@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,8 +150,21 @@ func newRequest(t *testing.T, method, url string, body io.Reader) *http.Request 
 	return req
 }
 
-// files lists every file left in the disk directories, relative to them.
+// files lists the data files left in the disk directories, relative to them: every file
+// but the block checksum sidecars, which come and go with their data file (allFiles has them).
 func (e *env) files() []string {
+	e.t.Helper()
+	var out []string
+	for _, f := range e.allFiles() {
+		if b := filepath.Base(f); !strings.HasPrefix(b, ".") || !strings.HasSuffix(b, ".sums") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// allFiles lists every file left in the disk directories, relative to them.
+func (e *env) allFiles() []string {
 	e.t.Helper()
 	var out []string
 	for _, d := range e.dirs {
@@ -173,7 +187,7 @@ func (e *env) files() []string {
 
 func (e *env) assertNoFiles() {
 	e.t.Helper()
-	if f := e.files(); len(f) != 0 {
+	if f := e.allFiles(); len(f) != 0 {
 		e.t.Errorf("files left on disk: %v", f)
 	}
 }

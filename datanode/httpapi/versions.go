@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -32,8 +36,12 @@ func (h *Handler) versionRequest(r *http.Request) (internalapi.VersionRequest, e
 	return internalapi.VersionRequest{Caller: caller, CollectionID: collectionID, Ref: rf.String()}, nil
 }
 
-// download streams a version: http.ServeContent on the *os.File itself does Range (206),
-// If-None-Match (304) and HEAD, and lets net/http use sendfile.
+// download streams a version. Every byte sent is checked first against the version's block
+// checksums (disk.Store.Send), so a damaged file is never served: the client gets 500
+// VERSION_DAMAGED when the damage is in the first bytes to send, or a connection cut short of
+// its Content-Length otherwise, and the control plane records the damage. Single-range Range
+// requests (206), If-Range, If-None-Match (304), If-Modified-Since and HEAD are answered here;
+// the bytes go from the file to the socket with sendfile.
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	req, err := h.versionRequest(r)
 	if err != nil {
@@ -56,17 +64,147 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.Close()
 	if fi.Size() != v.Size {
-		h.fail(w, r, fmt.Errorf("version %s of collection %s: file has %d bytes, record says %d",
-			v.ID, req.CollectionID, fi.Size(), v.Size))
+		h.damaged(w, r, fi.Size(), &disk.DamagedError{CollectionID: req.CollectionID, VersionID: v.ID,
+			Detail: fmt.Sprintf("file has %d bytes, record says %d", fi.Size(), v.Size)})
 		return
 	}
+	sums, err := h.store.LoadSums(req.CollectionID, v.ID, f, v.Size, v.SHA256)
+	if err != nil {
+		h.damaged(w, r, fi.Size(), err)
+		return
+	}
+
+	etag := `"` + v.SHA256 + `"`
 	hdr := w.Header()
-	hdr.Set("Content-Type", "application/octet-stream")
-	hdr.Set("Content-Disposition", contentDisposition(v.Filename))
-	hdr.Set("ETag", `"`+v.SHA256+`"`)
+	hdr.Set("ETag", etag)
+	hdr.Set("Last-Modified", v.CreatedAt.UTC().Format(http.TimeFormat))
 	hdr.Set("Cache-Control", "private, no-cache")
-	http.ServeContent(w, r, "", v.CreatedAt, f)
+	hdr.Set("Accept-Ranges", "bytes")
+	if notModified(r, etag, v.CreatedAt) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	rangeHeader := r.Header.Get("Range")
+	if ir := r.Header.Get("If-Range"); ir != "" && !etagMatches(ir, etag, false) {
+		rangeHeader = "" // the client's partial copy is of another version: send it whole
+	}
+	br, err := parseRange(rangeHeader, v.Size)
+	if err != nil {
+		hdr.Set("Content-Range", fmt.Sprintf("bytes */%d", v.Size))
+		writeErrorStatus(w, http.StatusRequestedRangeNotSatisfiable, shared.CodeInvalidInput,
+			fmt.Sprintf("range %q is not satisfiable for a version of %d bytes", r.Header.Get("Range"), v.Size))
+		return
+	}
+	// The body's headers wait for its first checked bytes, so that damage at the start can
+	// still be answered with an error instead of a 200.
+	body := &deferredHeader{w: w, status: http.StatusOK, header: http.Header{
+		"Content-Type":        {"application/octet-stream"},
+		"Content-Disposition": {contentDisposition(v.Filename)},
+		"Content-Length":      {strconv.FormatInt(br.n, 10)},
+	}}
+	if br.partial {
+		body.status = http.StatusPartialContent
+		body.header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.off, br.off+br.n-1, v.Size))
+	}
+	if r.Method == http.MethodHead || br.n == 0 {
+		body.writeHeader()
+		return
+	}
+	_, err = h.store.Send(r.Context(), body, f, req.CollectionID, v.ID, sums, br.off, br.n)
+	var damage *disk.DamagedError
+	switch {
+	case errors.As(err, &damage) && !body.wrote:
+		h.damaged(w, r, fi.Size(), err)
+	case errors.As(err, &damage):
+		h.reportDamage(req.CollectionID, v.ID, fi.Size(), damage.Detail)
+		// Headers and some bytes are out: only a connection cut short of its Content-Length
+		// tells the client the body is not whole.
+		panic(http.ErrAbortHandler)
+	case err != nil && r.Context().Err() == nil && !body.wrote:
+		h.fail(w, r, err)
+	case err != nil:
+		h.log.Debug("download ended early", "collection", req.CollectionID, "version", v.ID, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 }
+
+// damaged answers VERSION_DAMAGED for a version that fails its checks and reports it.
+func (h *Handler) damaged(w http.ResponseWriter, r *http.Request, size int64, err error) {
+	var damage *disk.DamagedError
+	if !errors.As(err, &damage) {
+		h.fail(w, r, err)
+		return
+	}
+	h.reportDamage(damage.CollectionID, damage.VersionID, size, damage.Detail)
+	h.fail(w, r, shared.Wrap(err, shared.CodeVersionDamaged,
+		"the stored copy of this version is damaged and is not served; the hosting organisation has been told"))
+}
+
+// reportDamage logs a damaged version and records it with the control plane, in the
+// background: the answer to the client does not wait for it.
+func (h *Handler) reportDamage(collectionID, versionID string, size int64, detail string) {
+	h.log.Error("stored version is damaged", "collection", collectionID, "version", versionID, "detail", detail)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := h.cp.Integrity(ctx, internalapi.IntegrityReport{Checks: []internalapi.IntegrityCheck{{
+			CollectionID: collectionID, VersionID: versionID, Size: size, Problem: detail,
+		}}})
+		if err != nil {
+			h.log.Warn("could not report a damaged version to the control plane", "collection", collectionID,
+				"version", versionID, "err", err)
+		}
+	}()
+}
+
+// notModified evaluates If-None-Match, or If-Modified-Since without it (RFC 9110 §13.2.2).
+func notModified(r *http.Request, etag string, modified time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		return etagMatches(inm, etag, true)
+	}
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !modified.Truncate(time.Second).After(t)
+}
+
+// deferredHeader sends its status and headers with the first body bytes. It forwards ReadFrom
+// so that io.Copy from an *os.File still reaches sendfile.
+type deferredHeader struct {
+	w      http.ResponseWriter
+	status int
+	header http.Header
+	wrote  bool
+}
+
+func (d *deferredHeader) writeHeader() {
+	if d.wrote {
+		return
+	}
+	d.wrote = true
+	for k, v := range d.header {
+		d.w.Header()[k] = v
+	}
+	d.w.WriteHeader(d.status)
+}
+
+func (d *deferredHeader) Write(p []byte) (int, error) {
+	d.writeHeader()
+	return d.w.Write(p)
+}
+
+func (d *deferredHeader) ReadFrom(r io.Reader) (int64, error) {
+	d.writeHeader()
+	if rf, ok := d.w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{d.w}, r)
+}
+
+// writerOnly hides every method but Write, so io.Copy does not call ReadFrom back.
+type writerOnly struct{ io.Writer }
 
 // contentDisposition is `attachment; filename="…"` as SPEC §4.1 shows it, with an RFC 6266
 // filename* beside an ASCII fallback when the name is not plain ASCII.

@@ -13,9 +13,35 @@ import (
 	"testing"
 )
 
-// Files lists every regular file on the node's disks, as paths relative to their disk
-// directory ("collections/<id>/<versionID>"), sorted.
+// Files lists the regular files on the node's disks, as paths relative to their disk
+// directory ("collections/<id>/<versionID>"), sorted. A block-checksum sidecar
+// (".<versionID>.sums", ".staged-<id>.sums") is left out while the file it belongs to exists:
+// it comes and goes with that file. A sidecar without its file is listed.
 func (n *Node) Files(t testing.TB) []string {
+	t.Helper()
+	all := n.allFiles(t)
+	present := make(map[string]bool, len(all))
+	for _, f := range all {
+		present[f] = true
+	}
+	out := all[:0:0]
+	for _, f := range all {
+		dir, base := filepath.Split(f)
+		if owner, ok := strings.CutSuffix(base, ".sums"); ok && !strings.HasPrefix(owner, ".tmp-") {
+			if !strings.HasPrefix(owner, ".staged-") {
+				owner = strings.TrimPrefix(owner, ".")
+			}
+			if present[dir+owner] {
+				continue
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// allFiles lists every regular file on the node's disks, sorted.
+func (n *Node) allFiles(t testing.TB) []string {
 	t.Helper()
 	var out []string
 	for _, d := range n.Disks {

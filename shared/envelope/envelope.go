@@ -52,7 +52,7 @@ func status(code shared.Code) (int, bool) {
 		return http.StatusInsufficientStorage, true
 	case shared.CodeNoCapacity, shared.CodeNodeUnavailable, shared.CodeDependencyUnavailable, shared.CodeCollectionUnhealthy:
 		return http.StatusServiceUnavailable, true
-	case shared.CodeInternal:
+	case shared.CodeInternal, shared.CodeVersionDamaged:
 		return http.StatusInternalServerError, true
 	}
 	return http.StatusInternalServerError, false

@@ -88,6 +88,7 @@ func TestStatus(t *testing.T) {
 		shared.CodePayloadTooLarge: 413, shared.CodeUnsupportedMediaType: 415, shared.CodeRateLimited: 429,
 		shared.CodeInsufficientStorage: 507, shared.CodeNoCapacity: 503, shared.CodeNodeUnavailable: 503, shared.CodeCollectionUnhealthy: 503, shared.CodeNodeSignatureInvalid: 401,
 		shared.CodeDependencyUnavailable: 503, shared.CodeQueryTooComplex: 422, shared.CodeInternal: 500,
+		shared.CodeVersionDamaged: 500,
 	}
 	for _, c := range declaredCodes(t) {
 		w, ok := want[c]

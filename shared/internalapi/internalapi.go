@@ -36,6 +36,9 @@ const (
 	// out); PathDeletionsAck acknowledges the ones it removed.
 	PathDeletions    = Prefix + "/files/deletions"
 	PathDeletionsAck = Prefix + "/files/deletions/ack"
+	// PathIntegrity reports what the calling node found when it read stored versions: a
+	// `datanode verify` scan, or a download that hit a checksum mismatch.
+	PathIntegrity = Prefix + "/versions/integrity"
 )
 
 // Caller identifies the end user on whose behalf a node asks: the raw bearer token (the node
@@ -140,6 +143,56 @@ type DeletionsResponse struct {
 // DeletionsAck acknowledges deleted files by version id.
 type DeletionsAck struct {
 	VersionIDs []string `json:"versionIds"`
+}
+
+// MaxIntegrityChecks bounds the checks of one IntegrityReport; a scan sends several.
+const MaxIntegrityChecks = 1000
+
+// IntegrityReport carries what a node found on its disks. The control plane compares every
+// check with its version row and records the outcome per version; GraphQL shows the problems
+// per collection.
+type IntegrityReport struct {
+	// Complete marks the last report of a scan of every disk of the node that began at
+	// ScanStartedAt: versions recorded on the node, created well before that and not checked
+	// since, are then recorded as missing.
+	Complete      bool             `json:"complete"`
+	ScanStartedAt time.Time        `json:"scanStartedAt,omitzero"`
+	Checks        []IntegrityCheck `json:"checks"`
+}
+
+// IntegrityCheck is one stored file as the node read it.
+type IntegrityCheck struct {
+	CollectionID string `json:"collectionId"`
+	VersionID    string `json:"versionId"`
+	// Size and SHA256 (hex) are what the whole file held; SHA256 is empty when the node did not
+	// read it whole (Problem says why).
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Problem is empty when the file was read whole; otherwise what went wrong, such as "block
+	// 3 (bytes 3145728-4194303) fails its checksum" found while serving a download, or a read
+	// error.
+	Problem string `json:"problem"`
+}
+
+// IntegrityResponse sums up the report as the control plane recorded it.
+type IntegrityResponse struct {
+	Verified int `json:"verified"` // checks that matched their version row
+	Damaged  int `json:"damaged"`  // checks that did not (size, sha256, or a Problem)
+	Missing  int `json:"missing"`  // versions recorded on the node that a complete scan did not find
+	// Problems lists the checks of this report that did not match, with what the control
+	// plane recorded about them.
+	Problems []IntegrityProblem `json:"problems"`
+	// Unknown lists checked files that have no version row: not recorded anywhere, and never
+	// deleted for it (a node only deletes what the control plane names).
+	Unknown []FileRef `json:"unknown"`
+}
+
+// IntegrityProblem is a checked version that does not match its record.
+type IntegrityProblem struct {
+	CollectionID string `json:"collectionId"`
+	VersionID    string `json:"versionId"`
+	Kind         string `json:"kind"` // "damaged" (read whole, but differs) or "unreadable"
+	Detail       string `json:"detail"`
 }
 
 // ErrorBody is how the internal API reports a refusal; the node relays Code and Message.

@@ -8,12 +8,17 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // keys makes a key pair in dir and returns the public and private key files.
@@ -238,15 +243,15 @@ func assertNoOutput(t *testing.T, out string) {
 	}
 }
 
-func TestTamperedDownloadIsDetected(t *testing.T) {
-	t.Parallel()
-	s := getStack(t)
+// storeForTampering backs up 2 MiB of random data and returns the collection fixture, the key
+// pair and the stored version's id.
+func storeForTampering(t *testing.T, s *stack) (tenantFixture, string, string) {
+	t.Helper()
 	f := s.newTenant(t)
 	dir := t.TempDir()
 	pub, priv := keys(t, dir)
-	plain := randomBytes(2 << 20)
 	in := filepath.Join(dir, "in")
-	if err := os.WriteFile(in, plain, 0o600); err != nil {
+	if err := os.WriteFile(in, randomBytes(2<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := s.run(t, f.Token, nil, "backup", "--collection", f.Collection, "--recipient", pub, in, "--json").ok(t)
@@ -254,7 +259,16 @@ func TestTamperedDownloadIsDetected(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
 		t.Fatal(err)
 	}
-	stored := filepath.Join(s.Disk, "collections", f.Collection, v.ID)
+	return f, priv, v.ID
+}
+
+// A byte flipped on the data node's disk: the node refuses to serve the damaged copy, the
+// user is told, nothing is written, and the hosting organisation sees it in GraphQL.
+func TestDamagedStoredCopyIsRefused(t *testing.T) {
+	t.Parallel()
+	s := getStack(t)
+	f, priv, id := storeForTampering(t, s)
+	stored := filepath.Join(s.Disk, "collections", f.Collection, id)
 	b, err := os.ReadFile(stored)
 	if err != nil {
 		t.Fatalf("stored version not where expected: %v", err)
@@ -263,21 +277,83 @@ func TestTamperedDownloadIsDetected(t *testing.T) {
 	if err := os.WriteFile(stored, b, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "out")
-	r = s.run(t, f.Token, nil, "restore", "--collection", f.Collection, "--private-key", priv, "-o", out)
-	if r.code == 0 || !strings.Contains(r.stderr, "CHECKSUM_MISMATCH") {
-		t.Fatalf("restore of tampered data: exit %d, %s", r.code, r.stderr)
+	out := filepath.Join(t.TempDir(), "out")
+	r := s.run(t, f.Token, nil, "restore", "--collection", f.Collection, "--private-key", priv, "-o", out)
+	if r.code == 0 || !strings.Contains(r.stderr, "VERSION_DAMAGED") {
+		t.Fatalf("restore of a damaged copy: exit %d, %s", r.code, r.stderr)
 	}
 	assertNoOutput(t, out)
 	r = s.run(t, f.Token, nil, "download", "--collection", f.Collection, "-o", out)
-	if r.code == 0 || !strings.Contains(r.stderr, "does not match its checksum") {
-		t.Fatalf("download of tampered data: exit %d, %s", r.code, r.stderr)
+	if r.code == 0 || !strings.Contains(r.stderr, "VERSION_DAMAGED") {
+		t.Fatalf("download of a damaged copy: exit %d, %s", r.code, r.stderr)
 	}
 	assertNoOutput(t, out)
-	// Into a command, the command is stopped and the exit status still says it failed.
 	r = s.run(t, f.Token, nil, "restore", "--collection", f.Collection, "--private-key", priv, "--cmd", "cat > "+out)
 	if r.code == 0 {
-		t.Fatalf("restore of tampered data into a command succeeded: %s", r.stderr)
+		t.Fatalf("restore of a damaged copy into a command succeeded: %s", r.stderr)
+	}
+	var got struct {
+		Collection struct {
+			Integrity struct {
+				Problems []struct {
+					VersionID string `json:"versionId"`
+					Kind      string `json:"kind"`
+					Detail    string `json:"detail"`
+				} `json:"problems"`
+			} `json:"integrity"`
+		} `json:"collection"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.gql(s.AdminToken, `query($id: ID!) { collection(id: $id) { integrity { problems { versionId kind detail } } } }`,
+			map[string]any{"id": f.Collection}, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := got.Collection.Integrity.Problems
+		if len(p) == 1 && p[0].VersionID == id && p[0].Kind == "unreadable" && strings.Contains(p[0].Detail, "fails its checksum") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GraphQL integrity problems = %+v", p)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A byte flipped on the way (here by a proxy, as a faulty network or middlebox could): the
+// node sent good data, so only backupctl's own checks can catch it, and they do.
+func TestDamageInTransitIsDetected(t *testing.T) {
+	t.Parallel()
+	s := getStack(t)
+	f, priv, _ := storeForTampering(t, s)
+	// Every answer body has its byte at 1 MiB flipped on the way.
+	target, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		resp.Body = flipper{resp.Body, &flipAt{at: 1 << 20}}
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	base := srv.URL
+	out := filepath.Join(t.TempDir(), "out")
+	r := s.runAt(t, base, f.Token, nil, "restore", "--collection", f.Collection, "--private-key", priv, "-o", out)
+	if r.code == 0 || !strings.Contains(r.stderr, "CHECKSUM_MISMATCH") {
+		t.Fatalf("restore of data damaged in transit: exit %d, %s", r.code, r.stderr)
+	}
+	assertNoOutput(t, out)
+	r = s.runAt(t, base, f.Token, nil, "download", "--collection", f.Collection, "-o", out)
+	if r.code == 0 || !strings.Contains(r.stderr, "does not match its checksum") {
+		t.Fatalf("download of data damaged in transit: exit %d, %s", r.code, r.stderr)
+	}
+	assertNoOutput(t, out)
+	r = s.runAt(t, base, f.Token, nil, "restore", "--collection", f.Collection, "--private-key", priv, "--cmd", "cat > "+out)
+	if r.code == 0 {
+		t.Fatalf("restore of data damaged in transit into a command succeeded: %s", r.stderr)
 	}
 }
 
@@ -390,6 +466,23 @@ func (p *cuttingProxy) serve(c net.Conn, target string, cut bool) {
 		src = io.LimitReader(up, p.limit)
 	}
 	_, _ = io.Copy(c, src)
+}
+
+// flipper flips one bit of the byte at offset at of the body it reads.
+type flipper struct {
+	io.ReadCloser
+	pos *flipAt
+}
+
+type flipAt struct{ at, of int64 }
+
+func (f flipper) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if i := f.pos.at - f.pos.of; i >= 0 && i < int64(n) {
+		p[i] ^= 0x01
+	}
+	f.pos.of += int64(n)
+	return n, err
 }
 
 func (p *cuttingProxy) requests() string {

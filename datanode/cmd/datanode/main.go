@@ -29,6 +29,9 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "verify" {
+		os.Exit(runVerify(ctx, os.Args[2:], os.Environ(), os.Stdout, os.Stderr))
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stderr))
 }
 
