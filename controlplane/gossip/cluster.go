@@ -253,7 +253,10 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 
 // consume is the one goroutine that turns membership news into registry entries.
 func (c *Cluster) consume(ctx context.Context, seeded map[string]bool, grace time.Duration) {
-	badMeta := map[string]string{} // member -> the decode error already logged for it
+	// Members whose invalid metadata was logged: once per member until it announces valid
+	// metadata or leaves, whatever the error, so that a member cycling through garbage (each
+	// piece failing differently) cannot fill the log.
+	badMeta := map[string]bool{}
 	graceOver := time.After(grace)
 	for {
 		select {
@@ -294,12 +297,12 @@ func (c *Cluster) consume(ctx context.Context, seeded map[string]bool, grace tim
 // event (and reading the state of Members() would race with memberlist), so the registry shows
 // a member as alive until memberlist declares it dead, which DefaultTiming bounds to a few
 // seconds. Suspect is used for nodes seeded from PostgreSQL and not yet confirmed by gossip.
-func (c *Cluster) apply(o observation, badMeta map[string]string) bool {
+func (c *Cluster) apply(o observation, badMeta map[string]bool) bool {
 	m, err := c.decode(o)
 	if !o.gone {
 		if err != nil {
-			if badMeta[o.name] != err.Error() {
-				badMeta[o.name] = err.Error()
+			if !badMeta[o.name] {
+				badMeta[o.name] = true
 				c.log.Warn("ignoring gossip member with invalid metadata", "member", o.name, "err", err)
 			}
 			return false
@@ -311,6 +314,7 @@ func (c *Cluster) apply(o observation, badMeta map[string]string) bool {
 		c.reg.put(dataNode(m, o.at))
 		return true
 	}
+	delete(badMeta, o.name)
 	n, ok := c.reg.Node(o.name)
 	if !ok {
 		if !o.sawAlive || err != nil || m.Role != nodemeta.RoleDataNode {

@@ -47,6 +47,30 @@ type suite struct {
 // TestCluster runs the failure scenarios of SPEC §6 in order against one cluster; the
 // destructive ones (partition, node loss, control-plane restart) come last.
 func TestCluster(t *testing.T) {
+	suiteStart := time.Now()
+	pool, cpBin := prepare(t)
+	startAt := time.Now()
+	c := startCluster(t, pool, cpBin)
+	t.Logf("cluster up (network %s, gateway %s) in %s", c.network.Network.Name, c.gateway,
+		time.Since(startAt).Round(time.Millisecond))
+	s := &suite{c: c}
+
+	// Every scenario needs the first one's placement facts; without them the rest is noise.
+	if !t.Run("1_onboarding", s.onboarding) {
+		t.FailNow()
+	}
+	t.Run("5_drain", s.drain)
+	t.Run("6_two_control_planes", s.twoControlPlanes)
+	t.Run("3_partition", s.partition)
+	t.Run("2_node_loss", s.nodeLoss)
+	t.Run("4_control_plane_restart", s.controlPlaneRestart)
+	t.Logf("suite took %s", time.Since(suiteStart).Round(time.Millisecond))
+}
+
+// prepare checks the prerequisites, builds the images from deploy/docker and the control
+// plane binary, and returns the Docker pool and the binary's path.
+func prepare(t *testing.T) (*dockertest.Pool, string) {
+	t.Helper()
 	need(t, os.Getenv("TEST_DATABASE_URL") != "" && os.Getenv("TEST_REDIS_URL") != "",
 		"TEST_DATABASE_URL and TEST_REDIS_URL are not set; run the tests with `make test`")
 	pool, err := dockertest.NewPool("")
@@ -54,7 +78,6 @@ func TestCluster(t *testing.T) {
 		err = pool.Client.Ping()
 	}
 	need(t, err == nil, "no Docker engine reachable: %v", err)
-	suiteStart := time.Now()
 
 	root, err := stack.RepoRoot()
 	if err != nil {
@@ -72,23 +95,7 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("images and control plane built in %s", time.Since(buildStart).Round(time.Millisecond))
-
-	startAt := time.Now()
-	c := startCluster(t, pool, bins.ControlPlane)
-	t.Logf("cluster up (network %s, gateway %s) in %s", c.network.Network.Name, c.gateway,
-		time.Since(startAt).Round(time.Millisecond))
-	s := &suite{c: c}
-
-	// Every scenario needs the first one's placement facts; without them the rest is noise.
-	if !t.Run("1_onboarding", s.onboarding) {
-		t.FailNow()
-	}
-	t.Run("5_drain", s.drain)
-	t.Run("6_two_control_planes", s.twoControlPlanes)
-	t.Run("3_partition", s.partition)
-	t.Run("2_node_loss", s.nodeLoss)
-	t.Run("4_control_plane_restart", s.controlPlaneRestart)
-	t.Logf("suite took %s", time.Since(suiteStart).Round(time.Millisecond))
+	return pool, bins.ControlPlane
 }
 
 // onboarding: a tenant, a user and a collection placed on the node with the most room; an

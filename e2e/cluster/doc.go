@@ -14,4 +14,6 @@
 //
 // Each data node's disk is a host directory bind-mounted into the container, so the suite reads
 // what is stored directly (the images are FROM scratch: there is no shell to `docker exec`).
+// The full-disk scenario (TestFullDisk, issue 6) adds a node whose disk is a small tmpfs inside
+// its container instead, which the suite reads through /proc/<pid>/root of the node's process.
 package cluster

@@ -39,6 +39,7 @@ const (
 	verifyKeyInNode = "/etc/backup-repository/verify-key.pem"
 	imageUID        = 65532 // the user the images declare
 	startTimeout    = 90 * time.Second
+	nodeReserve     = 64 << 20 // BR_RESERVE of every data node: free space it never gives to uploads
 )
 
 // cluster is the running system under test: the Docker network, the data node containers and
@@ -61,15 +62,22 @@ type cluster struct {
 	nodes                        []*dataNode
 	api                          *stack.Stack // the client helpers, aimed at the first control plane
 	containerUser                string       // "" runs the image's own user
+	keyPath                      string       // the control plane's verify key, mounted in every node
 }
 
 // dataNode is one data node container.
 type dataNode struct {
 	name, ip, url string
-	disk          string // host directory mounted as the node's disk
-	containerID   string
-	view          *stack.Node // for the disk inspection helpers
-	env           []string
+	// disk is where the host reads the node's disk: a host directory mounted into the
+	// container, or, for a tmpfs disk, the container's mount seen through /proc/<pid>/root.
+	disk string
+	// tmpfs, when positive, makes the disk a tmpfs of that many bytes inside the container
+	// instead of a host directory: a small filesystem of its own that fills up for real. Its
+	// contents go when the container stops.
+	tmpfs       int64
+	containerID string
+	view        *stack.Node // for the disk inspection helpers
+	env         []string
 }
 
 // gossipAddr is where the node's memberlist listens and is advertised.
@@ -153,13 +161,13 @@ func startCluster(t *testing.T, pool *dockertest.Pool, cpBin string) *cluster {
 	if err != nil {
 		t.Fatalf("read the control plane's verify key: %v", err)
 	}
-	keyPath := filepath.Join(keyDir, "verify-key.pem")
-	if err := os.WriteFile(keyPath, key, 0o644); err != nil {
+	c.keyPath = filepath.Join(keyDir, "verify-key.pem")
+	if err := os.WriteFile(c.keyPath, key, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
 	for _, n := range c.nodes {
-		if err := c.runDataNode(t, n, keyPath); err != nil {
+		if err := c.runDataNode(t, n); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,19 +233,54 @@ func hostUses(n *net.IPNet) bool {
 	return false
 }
 
-// runDataNode creates and starts n's container with its disk and static address.
-func (c *cluster) runDataNode(t *testing.T, n *dataNode, keyPath string) error {
+// addDataNode starts one more data node, at the next static address, with a tmpfs disk of
+// tmpfs bytes when positive, and returns once it is alive in the control plane's view.
+func (c *cluster) addDataNode(t *testing.T, name string, tmpfs int64) *dataNode {
 	t.Helper()
-	n.disk = filepath.Join(c.dir, n.name+"-disk")
-	if err := os.MkdirAll(n.disk, 0o750); err != nil {
-		return err
+	ip := make(net.IP, 4)
+	copy(ip, c.subnet.IP.To4())
+	ip[3] = byte(11 + len(c.nodes))
+	n := &dataNode{name: name, ip: ip.String(), tmpfs: tmpfs,
+		url: "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(nodeHTTPPort))}
+	c.nodes = append(c.nodes, n)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := c.runDataNode(t, n); err != nil {
+		t.Fatal(err)
 	}
-	if c.containerUser == "" {
-		if err := os.Chown(n.disk, imageUID, imageUID); err != nil {
-			return fmt.Errorf("give %s's disk to the image's user: %w", n.name, err)
+	if err := waitHTTP(ctx, n.url+"/livez"); err != nil {
+		t.Fatalf("%s: %v\n%s", n.name, err, c.containerLogs(n, 40))
+	}
+	if _, err := c.waitState(ctx, c.api, n.name, "alive"); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// runDataNode creates and starts n's container with its disk and static address.
+func (c *cluster) runDataNode(t *testing.T, n *dataNode) error {
+	t.Helper()
+	binds := []string{c.keyPath + ":" + verifyKeyInNode + ":ro"}
+	var tmpfs map[string]string
+	if n.tmpfs > 0 {
+		uid, gid := imageUID, imageUID
+		if c.containerUser != "" {
+			uid, gid = os.Getuid(), os.Getgid()
 		}
+		tmpfs = map[string]string{nodeDiskPath: fmt.Sprintf("size=%d,mode=0750,uid=%d,gid=%d", n.tmpfs, uid, gid)}
+	} else {
+		n.disk = filepath.Join(c.dir, n.name+"-disk")
+		if err := os.MkdirAll(n.disk, 0o750); err != nil {
+			return err
+		}
+		if c.containerUser == "" {
+			if err := os.Chown(n.disk, imageUID, imageUID); err != nil {
+				return fmt.Errorf("give %s's disk to the image's user: %w", n.name, err)
+			}
+		}
+		n.view = &stack.Node{Process: &stack.Process{Name: n.name}, URL: n.url, Disks: []string{n.disk}}
+		binds = append(binds, n.disk+":"+nodeDiskPath)
 	}
-	n.view = &stack.Node{Process: &stack.Process{Name: n.name}, URL: n.url, Disks: []string{n.disk}}
 	joins := []string{}
 	for _, cp := range c.cps {
 		joins = append(joins, cp.gossipAddr)
@@ -247,7 +290,7 @@ func (c *cluster) runDataNode(t *testing.T, n *dataNode, keyPath string) error {
 		"BR_PUBLIC_URL=" + n.url,
 		"BR_ZONE=e2e",
 		"BR_DISKS=" + nodeDiskPath,
-		"BR_RESERVE=64MiB",
+		"BR_RESERVE=" + strconv.Itoa(nodeReserve),
 		"BR_LISTEN=0.0.0.0:" + strconv.Itoa(nodeHTTPPort),
 		"BR_GOSSIP_BIND=0.0.0.0:" + strconv.Itoa(nodeGossipPort),
 		"BR_GOSSIP_ADVERTISE=" + n.gossipAddr(),
@@ -272,9 +315,7 @@ func (c *cluster) runDataNode(t *testing.T, n *dataNode, keyPath string) error {
 			User:     c.containerUser,
 			Labels:   map[string]string{"backuprepo.e2e": c.runID},
 		},
-		HostConfig: &dc.HostConfig{
-			Binds: []string{n.disk + ":" + nodeDiskPath, keyPath + ":" + verifyKeyInNode + ":ro"},
-		},
+		HostConfig: &dc.HostConfig{Binds: binds, Tmpfs: tmpfs},
 		NetworkingConfig: &dc.NetworkingConfig{EndpointsConfig: map[string]*dc.EndpointConfig{
 			c.network.Network.Name: c.endpoint(n),
 		}},
@@ -291,10 +332,7 @@ func (c *cluster) runDataNode(t *testing.T, n *dataNode, keyPath string) error {
 			t.Logf("remove container of %s: %v", n.name, err)
 		}
 	})
-	if err := c.pool.Client.StartContainer(cont.ID, nil); err != nil {
-		return fmt.Errorf("start container of %s: %w", n.name, err)
-	}
-	return nil
+	return c.start(n)
 }
 
 // endpoint is n's attachment to the network: its fixed address and its name as an alias.
@@ -307,8 +345,31 @@ func (c *cluster) kill(n *dataNode) error {
 	return c.pool.Client.KillContainer(dc.KillContainerOptions{ID: n.containerID, Signal: dc.SIGKILL})
 }
 
-// start starts n's stopped container again, same disk and address.
-func (c *cluster) start(n *dataNode) error { return c.pool.Client.StartContainer(n.containerID, nil) }
+// start starts n's container (again: same disk and address; a tmpfs disk starts empty).
+func (c *cluster) start(n *dataNode) error {
+	if err := c.pool.Client.StartContainer(n.containerID, nil); err != nil {
+		return fmt.Errorf("start container of %s: %w", n.name, err)
+	}
+	if n.tmpfs <= 0 {
+		return nil
+	}
+	// The tmpfs lives in the container's mount namespace only; the host reaches it through the
+	// node process's root (the image has no shell to exec, and docker cp skips tmpfs mounts).
+	ci, err := c.pool.Client.InspectContainer(n.containerID)
+	if err != nil {
+		return fmt.Errorf("inspect container of %s: %w", n.name, err)
+	}
+	if ci.State.Pid <= 0 {
+		return fmt.Errorf("container of %s has no process (state %s)", n.name, ci.State.String())
+	}
+	n.disk = filepath.Join("/proc", strconv.Itoa(ci.State.Pid), "root", nodeDiskPath)
+	if _, err := os.Stat(n.disk); err != nil {
+		return fmt.Errorf("read %s's tmpfs disk from the host (the Docker engine must run on this host, "+
+			"and the test as root or as the containers' user): %w", n.name, err)
+	}
+	n.view = &stack.Node{Process: &stack.Process{Name: n.name}, URL: n.url, Disks: []string{n.disk}}
+	return nil
+}
 
 // disconnect takes n off the network: a partition.
 func (c *cluster) disconnect(n *dataNode) error {

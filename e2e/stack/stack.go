@@ -101,6 +101,10 @@ func (n *Node) FreeBytes(t testing.TB) int64 {
 	return int64(st.Bavail) * int64(st.Bsize)
 }
 
+// GossipAddr is the host:port of the control plane's gossip member, the one every data node
+// joins.
+func (s *Stack) GossipAddr() string { return s.gossipJoin }
+
 // Node returns the data node called name, or nil.
 func (s *Stack) Node(name string) *Node {
 	for _, n := range s.Nodes {
