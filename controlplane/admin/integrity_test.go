@@ -72,7 +72,7 @@ func (e *env) record(checks ...postgres.VersionCheck) {
 	for i, c := range checks {
 		ids[i] = c.VersionID
 	}
-	if _, err := e.db.RecordIntegrity(context.Background(), e.node, ids,
+	if _, err := e.db.RecordIntegrity(context.Background(), e.node, "", ids,
 		func(map[string]postgres.StoredVersion) []postgres.VersionCheck { return checks }, nil); err != nil {
 		e.t.Fatal(err)
 	}

@@ -39,13 +39,13 @@ type VersionCheck struct {
 	Detail      string
 }
 
-// MissingScan names a complete scan of a node's disks: the node's versions created before
-// CreatedBefore and not checked since CheckedSince were not found, and are recorded missing
-// with Detail.
+// MissingScan names a complete scan of a node's disks: the node's versions created more than
+// CreatedAgo before the report (by PostgreSQL's clock) and not checked by scan ScanID were not
+// found, and are recorded missing with Detail.
 type MissingScan struct {
-	CreatedBefore time.Time
-	CheckedSince  time.Time
-	Detail        string
+	ScanID     string
+	CreatedAgo time.Duration
+	Detail     string
 }
 
 // RecordIntegrity records, in one transaction, what node found when it read its stored files.
@@ -53,7 +53,7 @@ type MissingScan struct {
 // commit) and returns the outcomes to record; outcomes of versions that node does not hold are
 // dropped by the statement itself, whatever judge returns. With scan, the node's versions that
 // the scan did not check are then recorded missing; it returns how many were.
-func (db *DB) RecordIntegrity(ctx context.Context, node string, ids []string,
+func (db *DB) RecordIntegrity(ctx context.Context, node, scanID string, ids []string,
 	judge func(map[string]StoredVersion) []VersionCheck, scan *MissingScan) (int, error) {
 	tx, err := db.Pool.Begin(ctx)
 	if err != nil {
@@ -65,20 +65,21 @@ func (db *DB) RecordIntegrity(ctx context.Context, node string, ids []string,
 	if err != nil {
 		return 0, err
 	}
-	if err := upsertChecks(ctx, tx, node, judge(stored)); err != nil {
+	if err := upsertChecks(ctx, tx, node, scanID, judge(stored)); err != nil {
 		return 0, err
 	}
 	missing := 0
 	if scan != nil {
-		// The checks just written have checked_at = now(), which is at or after CheckedSince
-		// (the caller keeps it in the past), so they never count as missing.
-		tag, err := tx.Exec(ctx, `INSERT INTO version_checks (version_id, node_name, checked_at, ok, kind, detail)
-			SELECT v.id, v.node_name, now(), false, 'missing', $4 FROM versions v
-			WHERE v.node_name = $1 AND v.created_at < $2
-			  AND NOT EXISTS (SELECT 1 FROM version_checks k WHERE k.version_id = v.id AND k.checked_at >= $3)
+		// The missing rows are stamped with the scan too, so the same report sent again
+		// finds nothing more.
+		tag, err := tx.Exec(ctx, `INSERT INTO version_checks (version_id, node_name, checked_at, ok, kind, detail, scan_id)
+			SELECT v.id, v.node_name, now(), false, 'missing', $4, $3::uuid FROM versions v
+			WHERE v.node_name = $1 AND v.created_at < now() - $2::bigint * interval '1 microsecond'
+			  AND NOT EXISTS (SELECT 1 FROM version_checks k WHERE k.version_id = v.id AND k.scan_id = $3::uuid)
 			ON CONFLICT (version_id) DO UPDATE SET node_name = EXCLUDED.node_name, checked_at = EXCLUDED.checked_at,
-				ok = false, kind = 'missing', found_size = NULL, found_sha256 = NULL, detail = EXCLUDED.detail`,
-			node, scan.CreatedBefore, scan.CheckedSince, scan.Detail)
+				ok = false, kind = 'missing', found_size = NULL, found_sha256 = NULL, detail = EXCLUDED.detail,
+				scan_id = EXCLUDED.scan_id`,
+			node, scan.CreatedAgo.Microseconds(), scan.ScanID, scan.Detail)
 		if err != nil {
 			return 0, fmt.Errorf("record missing versions: %w", err)
 		}
@@ -118,7 +119,9 @@ func lockStoredVersions(ctx context.Context, tx pgx.Tx, ids []string) (map[strin
 
 // upsertChecks writes a batch of outcomes in one statement; a newer check of a version replaces
 // the older one, so a file found intact again clears its problem.
-func upsertChecks(ctx context.Context, tx pgx.Tx, node string, checks []VersionCheck) error {
+// A download's report (no scan id) keeps the scan id of the row it replaces, so that a download
+// failing during a scan does not make its version look unchecked by that scan.
+func upsertChecks(ctx context.Context, tx pgx.Tx, node, scanID string, checks []VersionCheck) error {
 	if len(checks) == 0 {
 		return nil
 	}
@@ -130,15 +133,17 @@ func upsertChecks(ctx context.Context, tx pgx.Tx, node string, checks []VersionC
 	for i, c := range checks {
 		ids[i], oks[i], kinds[i], sizes[i], shas[i], details[i] = c.VersionID, c.OK, c.Kind, c.FoundSize, c.FoundSHA256, c.Detail
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO version_checks (version_id, node_name, checked_at, ok, kind, found_size, found_sha256, detail)
-		SELECT c.version_id, v.node_name, now(), c.ok, c.kind, c.found_size, nullif(c.found_sha256, ''), c.detail
+	_, err := tx.Exec(ctx, `INSERT INTO version_checks (version_id, node_name, checked_at, ok, kind, found_size, found_sha256, detail, scan_id)
+		SELECT c.version_id, v.node_name, now(), c.ok, c.kind, c.found_size, nullif(c.found_sha256, ''), c.detail,
+			nullif($8, '')::uuid
 		FROM unnest($2::uuid[], $3::boolean[], $4::text[], $5::bigint[], $6::text[], $7::text[])
 			AS c (version_id, ok, kind, found_size, found_sha256, detail)
 		JOIN versions v ON v.id = c.version_id AND v.node_name = $1
 		ON CONFLICT (version_id) DO UPDATE SET node_name = EXCLUDED.node_name, checked_at = EXCLUDED.checked_at,
 			ok = EXCLUDED.ok, kind = EXCLUDED.kind, found_size = EXCLUDED.found_size,
-			found_sha256 = EXCLUDED.found_sha256, detail = EXCLUDED.detail`,
-		node, ids, oks, kinds, sizes, shas, details)
+			found_sha256 = EXCLUDED.found_sha256, detail = EXCLUDED.detail,
+			scan_id = coalesce(EXCLUDED.scan_id, version_checks.scan_id)`,
+		node, ids, oks, kinds, sizes, shas, details, scanID)
 	if err != nil {
 		return fmt.Errorf("record version checks: %w", err)
 	}

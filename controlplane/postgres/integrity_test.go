@@ -37,7 +37,7 @@ func TestRecordIntegrityOnlyWritesTheNodesVersions(t *testing.T) {
 	unknown := uuid.NewString()
 	var seen map[string]postgres.StoredVersion
 	size := int64(9)
-	missing, err := db.RecordIntegrity(ctx, "dn-1", []string{v1, v2, unknown}, func(rows map[string]postgres.StoredVersion) []postgres.VersionCheck {
+	missing, err := db.RecordIntegrity(ctx, "dn-1", "", []string{v1, v2, unknown}, func(rows map[string]postgres.StoredVersion) []postgres.VersionCheck {
 		seen = rows
 		return []postgres.VersionCheck{
 			{VersionID: v1, Kind: postgres.CheckDamaged, FoundSize: &size, FoundSHA256: fmt.Sprintf("%064x", 1), Detail: "short"},
@@ -65,7 +65,7 @@ func TestRecordIntegrityOnlyWritesTheNodesVersions(t *testing.T) {
 	}
 
 	// A later good check replaces the problem, NULLs included; deleting the version drops it.
-	if _, err := db.RecordIntegrity(ctx, "dn-1", []string{v1}, func(map[string]postgres.StoredVersion) []postgres.VersionCheck {
+	if _, err := db.RecordIntegrity(ctx, "dn-1", "", []string{v1}, func(map[string]postgres.StoredVersion) []postgres.VersionCheck {
 		return []postgres.VersionCheck{{VersionID: v1, OK: true}}
 	}, nil); err != nil {
 		t.Fatal(err)
@@ -100,11 +100,11 @@ func TestRecordIntegrityMissing(t *testing.T) {
 	ok := func(map[string]postgres.StoredVersion) []postgres.VersionCheck {
 		return []postgres.VersionCheck{{VersionID: checked, OK: true}}
 	}
-	if _, err := db.RecordIntegrity(ctx, "dn-1", []string{checked}, ok, nil); err != nil {
+	scan := &postgres.MissingScan{ScanID: uuid.NewString(), CreatedAgo: time.Minute, Detail: "gone"}
+	if _, err := db.RecordIntegrity(ctx, "dn-1", scan.ScanID, []string{checked}, ok, nil); err != nil {
 		t.Fatal(err)
 	}
-	scan := &postgres.MissingScan{CreatedBefore: time.Now().Add(-time.Minute), CheckedSince: time.Now().Add(-time.Minute), Detail: "gone"}
-	missing, err := db.RecordIntegrity(ctx, "dn-1", nil, none, scan)
+	missing, err := db.RecordIntegrity(ctx, "dn-1", scan.ScanID, nil, none, scan)
 	if err != nil || missing != 1 {
 		t.Fatalf("missing = %d, %v; want 1 (v1)", missing, err)
 	}
@@ -122,11 +122,21 @@ func TestRecordIntegrityMissing(t *testing.T) {
 	if len(kinds) != 2 || kinds[v1] != postgres.CheckMissing || kinds[checked] != "" {
 		t.Fatalf("kinds = %v; want v1 missing, %s ok, nothing for %s (dn-2) or %s (created late)", kinds, checked, v2, late)
 	}
-	// Checks older than the scan's cut-off do not count as seen: v1 and the checked one are
-	// missing now, the late one is still too young.
-	scan.CheckedSince = time.Now().Add(time.Hour)
-	scan.CreatedBefore = time.Now().Add(-30 * time.Minute)
-	if missing, err := db.RecordIntegrity(ctx, "dn-1", nil, none, scan); err != nil || missing != 2 {
+	// The same report again finds nothing more: the missing rows carry the scan's id.
+	if missing, err := db.RecordIntegrity(ctx, "dn-1", scan.ScanID, nil, none, scan); err != nil || missing != 0 {
+		t.Fatalf("same scan again: missing = %d, %v; want 0", missing, err)
+	}
+	// A download's report (no scan id) of the checked version keeps its scan id.
+	if _, err := db.RecordIntegrity(ctx, "dn-1", "", []string{checked}, ok, nil); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := db.RecordIntegrity(ctx, "dn-1", scan.ScanID, nil, none, scan); err != nil || missing != 0 {
+		t.Fatalf("after a download's report: missing = %d, %v; want 0", missing, err)
+	}
+	// Checks of an earlier scan do not count for a new one, however recent: v1 and the
+	// checked one are missing now; the late one is still too young.
+	next := &postgres.MissingScan{ScanID: uuid.NewString(), CreatedAgo: 30 * time.Minute, Detail: "gone"}
+	if missing, err := db.RecordIntegrity(ctx, "dn-1", next.ScanID, nil, none, next); err != nil || missing != 2 {
 		t.Fatalf("second scan: missing = %d, %v; want 2 (v1 again and %s)", missing, err, checked)
 	}
 }

@@ -25,6 +25,8 @@ const (
 	// commitRace is how long before a scan began a version must have been created to be
 	// expected on the node: a commit racing the scan is not missing.
 	commitRace = time.Minute
+	// maxScanAge bounds how long a scan may run: a month reads hundreds of terabytes.
+	maxScanAge = 30 * 24 * time.Hour
 )
 
 // Integrity records what the calling node found when it read its stored versions (a `datanode
@@ -64,16 +66,14 @@ func (s *Service) Integrity(ctx context.Context, node string, rep internalapi.In
 	}
 	var scan *postgres.MissingScan
 	if rep.Complete {
-		// Both comparisons mix the node's clock with PostgreSQL's; the signature check already
-		// keeps the two within MaxSkew of each other, so allow that much as well.
-		start := rep.ScanStartedAt
 		scan = &postgres.MissingScan{
-			CreatedBefore: start.Add(-commitRace - internalapi.MaxSkew),
-			CheckedSince:  start.Add(-internalapi.MaxSkew),
-			Detail:        "not found by the scan of every disk that started at " + start.UTC().Format(time.RFC3339),
+			ScanID:     rep.ScanID,
+			CreatedAgo: rep.ScanAge + commitRace,
+			Detail: fmt.Sprintf("not found by the scan of every disk of the node (scan %s, which began %s before it reported)",
+				rep.ScanID, rep.ScanAge.Round(time.Second)),
 		}
 	}
-	resp.Missing, err = s.db.RecordIntegrity(ctx, node, ids, judge, scan)
+	resp.Missing, err = s.db.RecordIntegrity(ctx, node, rep.ScanID, ids, judge, scan)
 	if err != nil {
 		return internalapi.IntegrityResponse{}, dbError(err)
 	}
@@ -91,11 +91,16 @@ func validateReport(rep internalapi.IntegrityReport, now time.Time) ([]string, e
 		return nil, shared.Errorf(shared.CodeInvalidInput, "at most %d checks per report, got %d",
 			internalapi.MaxIntegrityChecks, len(rep.Checks))
 	}
-	if rep.Complete && rep.ScanStartedAt.IsZero() {
-		return nil, shared.Errorf(shared.CodeInvalidInput, "a complete report needs scanStartedAt")
+	if rep.ScanID != "" {
+		if id, err := uuid.Parse(rep.ScanID); err != nil || len(rep.ScanID) != 36 || id.String() != rep.ScanID {
+			return nil, shared.Errorf(shared.CodeInvalidInput, "scanId must be a lowercase UUID")
+		}
 	}
-	if rep.ScanStartedAt.After(now.Add(internalapi.MaxSkew)) {
-		return nil, shared.Errorf(shared.CodeInvalidInput, "scanStartedAt is in the future")
+	if rep.Complete && (rep.ScanID == "" || rep.ScanAge <= 0) {
+		return nil, shared.Errorf(shared.CodeInvalidInput, "a complete report needs scanId and a positive scanAge")
+	}
+	if rep.ScanAge < 0 || rep.ScanAge > maxScanAge {
+		return nil, shared.Errorf(shared.CodeInvalidInput, "scanAge must be between 0 and %s", maxScanAge)
 	}
 	ids := make([]string, len(rep.Checks))
 	seen := make(map[string]bool, len(rep.Checks))

@@ -134,9 +134,9 @@ func TestIntegrityReport(t *testing.T) {
 	// vOK only. A version committed after the scan began is not missing, nor is dn-2's.
 	e.exec("UPDATE versions SET created_at = created_at - interval '1 hour'")
 	e.exec("UPDATE version_checks SET checked_at = checked_at - interval '1 hour'")
-	start := time.Now().Add(-10 * time.Second)
+	scan := uuid.NewString()
 	fresh := e.upload(tok, "integ", 14).Version
-	got = e.report("dn-1", internalapi.IntegrityReport{Complete: true, ScanStartedAt: start,
+	got = e.report("dn-1", internalapi.IntegrityReport{Complete: true, ScanID: scan, ScanAge: 10 * time.Second,
 		Checks: []internalapi.IntegrityCheck{good("integ", vOK)}})
 	if got.Verified != 1 || got.Damaged != 0 || got.Missing != 3 {
 		t.Fatalf("complete scan response = %+v; want 1 verified, 3 missing", got)
@@ -154,7 +154,7 @@ func TestIntegrityReport(t *testing.T) {
 		t.Errorf("dn-1's scan touched dn-2's version: %+v", r)
 	}
 	// The same scan result sent again changes nothing: the missing rows are checked since.
-	if got := e.report("dn-1", internalapi.IntegrityReport{Complete: true, ScanStartedAt: start}); got.Missing != 0 {
+	if got := e.report("dn-1", internalapi.IntegrityReport{Complete: true, ScanID: scan, ScanAge: 11 * time.Second}); got.Missing != 0 {
 		t.Errorf("repeated complete report found %d missing, want 0", got.Missing)
 	}
 }
@@ -189,8 +189,10 @@ func TestIntegrityReportRefusals(t *testing.T) {
 		{"no sha256, no problem", internalapi.IntegrityReport{Checks: with(func(c *internalapi.IntegrityCheck) { c.SHA256 = "" })}, "problem"},
 		{"negative size", internalapi.IntegrityReport{Checks: with(func(c *internalapi.IntegrityCheck) { c.Size = -1 })}, "size"},
 		{"twice", internalapi.IntegrityReport{Checks: []internalapi.IntegrityCheck{ok, ok}}, "twice"},
-		{"complete without start", internalapi.IntegrityReport{Complete: true, Checks: []internalapi.IntegrityCheck{ok}}, "scanStartedAt"},
-		{"start in the future", internalapi.IntegrityReport{Complete: true, ScanStartedAt: time.Now().Add(time.Hour)}, "future"},
+		{"complete without scan id", internalapi.IntegrityReport{Complete: true, ScanAge: time.Second, Checks: []internalapi.IntegrityCheck{ok}}, "scanId"},
+		{"complete without scan age", internalapi.IntegrityReport{Complete: true, ScanID: uuid.NewString()}, "scanAge"},
+		{"scan id not a UUID", internalapi.IntegrityReport{ScanID: "scan-1", Checks: []internalapi.IntegrityCheck{ok}}, "scanId"},
+		{"scan older than a month", internalapi.IntegrityReport{Complete: true, ScanID: uuid.NewString(), ScanAge: 31 * 24 * time.Hour}, "scanAge"},
 	}
 	for _, c := range cases {
 		st, eb := e.call("dn-1", internalapi.PathIntegrity, c.rep, nil)
@@ -260,7 +262,7 @@ func TestIntegrityFullBatch(t *testing.T) {
 	svc := New(Config{DB: traced, Redis: e.rdb, Auth: auth.New(auth.Config{DB: traced, Redis: e.rdb, KeyPrefix: e.prefix,
 		SigningKey: e.key}), KeyPrefix: e.prefix, NodeSecret: testSecret})
 	counter.take()
-	if _, err := svc.Integrity(e.ctx, "dn-1", internalapi.IntegrityReport{Complete: true, ScanStartedAt: time.Now(), Checks: checks}); err != nil {
+	if _, err := svc.Integrity(e.ctx, "dn-1", internalapi.IntegrityReport{Complete: true, ScanID: uuid.NewString(), ScanAge: time.Second, Checks: checks}); err != nil {
 		t.Fatal(err)
 	}
 	stmts := counter.take()

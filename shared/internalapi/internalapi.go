@@ -152,12 +152,16 @@ const MaxIntegrityChecks = 1000
 // check with its version row and records the outcome per version; GraphQL shows the problems
 // per collection.
 type IntegrityReport struct {
-	// Complete marks the last report of a scan of every disk of the node that began at
-	// ScanStartedAt: versions recorded on the node, created well before that and not checked
-	// since, are then recorded as missing.
-	Complete      bool             `json:"complete"`
-	ScanStartedAt time.Time        `json:"scanStartedAt,omitzero"`
-	Checks        []IntegrityCheck `json:"checks"`
+	// ScanID (a UUID) names the `datanode verify` scan every report of it belongs to; empty
+	// for a download's report.
+	ScanID string `json:"scanId,omitempty"`
+	// Complete marks the last report of a scan of every disk of the node, which began ScanAge
+	// before this report by the node's monotonic clock: versions recorded on the node, created
+	// well before the scan began and not checked by it, are then recorded as missing. No
+	// clock of the node is compared with the control plane's.
+	Complete bool             `json:"complete"`
+	ScanAge  time.Duration    `json:"scanAge,omitempty"`
+	Checks   []IntegrityCheck `json:"checks"`
 }
 
 // IntegrityCheck is one stored file as the node read it.

@@ -13,6 +13,9 @@ CREATE TABLE version_checks (
     found_size    bigint,
     found_sha256  text,
     detail        text        NOT NULL DEFAULT '',
+    -- The `datanode verify` scan that checked it last (NULL for a download's report): a
+    -- complete scan finds what it did not check by its id, not by comparing clocks.
+    scan_id       uuid,
     CHECK (ok = (kind = ''))
 );
 

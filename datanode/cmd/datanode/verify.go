@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"backuprepo/datanode/admission"
 	"backuprepo/datanode/disk"
 	"backuprepo/shared/config"
@@ -103,7 +105,7 @@ func runVerify(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return verifyFailed
 	}
-	v := &verifier{cp: cp, out: stdout, progressEvery: s.Progress, started: time.Now()}
+	v := &verifier{cp: cp, out: stdout, progressEvery: s.Progress, started: time.Now(), scanID: uuid.NewString()}
 	if err := v.run(ctx, store); err != nil {
 		fmt.Fprintf(stderr, "verify: %v\n", err)
 		return verifyFailed
@@ -120,6 +122,7 @@ type verifier struct {
 	out           io.Writer
 	progressEvery time.Duration
 	started       time.Time
+	scanID        string
 	lastProgress  time.Time
 
 	batch                               []internalapi.IntegrityCheck
@@ -166,9 +169,9 @@ func (v *verifier) run(ctx context.Context, store *disk.Store) error {
 }
 
 func (v *verifier) send(ctx context.Context, complete bool) error {
-	report := internalapi.IntegrityReport{Checks: v.batch, Complete: complete}
+	report := internalapi.IntegrityReport{ScanID: v.scanID, Checks: v.batch, Complete: complete}
 	if complete {
-		report.ScanStartedAt = v.started
+		report.ScanAge = time.Since(v.started) // monotonic: no clock is compared across hosts
 	}
 	if report.Checks == nil {
 		report.Checks = []internalapi.IntegrityCheck{}
