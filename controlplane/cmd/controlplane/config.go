@@ -45,7 +45,14 @@ type settings struct {
 	ComplexityLimit        int
 	UploadLease            time.Duration
 	LogLevel               string
+	GCPercent              int
 }
+
+// defaultGCPercent trades memory for CPU: the control plane's live heap is small (tens of MiB)
+// and every request allocates short-lived garbage (gqlgen builds a tree of values per answer),
+// so with Go's default of 100 the collector ran often enough to take 14% of the CPU of the
+// GraphQL collections benchmark. See docs/operations.md for the measurements.
+const defaultGCPercent = 400
 
 func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	var s settings
@@ -78,6 +85,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	fs.IntVar(&s.ComplexityLimit, "graphql-complexity-limit", 5000, "largest GraphQL query complexity accepted")
 	fs.DurationVar(&s.UploadLease, "upload-lease", time.Minute, "how long an upload's lock lives without an extend from its data node (at least 1s)")
 	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&s.GCPercent, "gc-percent", defaultGCPercent, "Go garbage collection target in percent of the live heap (as GOGC); 0 keeps the runtime's own setting")
 	err := config.Parse(fs, args, environ)
 	if err != nil {
 		return s, err
@@ -135,6 +143,9 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	}
 	if s.UploadLease < time.Second {
 		return s, config.Invalid("upload-lease", "must be at least 1s")
+	}
+	if s.GCPercent < 0 {
+		return s, config.Invalid("gc-percent", "must be 0 (keep GOGC) or positive; the collector cannot be turned off")
 	}
 	switch s.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -62,6 +64,16 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 		return configError{err}
 	}
 	log := newLogger(stderr, s.LogLevel)
+	if s.GCPercent > 0 {
+		// Process-wide, so it belongs to the wiring. A GOMEMLIMIT set in the environment still
+		// applies: the collector then also runs whenever the heap nears that limit.
+		debug.SetGCPercent(s.GCPercent)
+		attrs := []any{"gc_percent", s.GCPercent}
+		if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+			attrs = append(attrs, "memory_limit_bytes", limit)
+		}
+		log.Info("garbage collection target set", attrs...)
+	}
 	m := &Main{settings: s, log: log}
 	defer m.Close()
 	if err := m.Open(ctx); err != nil {
