@@ -236,16 +236,14 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, collectionID s
 func (h *Handler) stream(ctx context.Context, r *http.Request, body *bodyReader, collectionID string,
 	adm internalapi.AdmitResponse, boundary string) (disk.Staged, error) {
 	var (
-		src io.Reader = body
-		mr  *multipart.Reader
+		src    io.Reader = body
+		finish func() error
 	)
 	if boundary != "" {
-		mr = multipart.NewReader(body, boundary)
-		part, err := filePart(mr)
-		if err != nil {
+		var err error
+		if src, finish, err = multipartFile(body, boundary); err != nil {
 			return disk.Staged{}, err
 		}
-		src = partReader{part}
 	}
 	br := bufio.NewReaderSize(src, peekSize)
 	head, err := br.Peek(peekSize)
@@ -263,10 +261,10 @@ func (h *Handler) stream(ctx context.Context, r *http.Request, body *bodyReader,
 	if err != nil {
 		return disk.Staged{}, err
 	}
-	if mr != nil {
+	if finish != nil {
 		// Read to the end, so that a body cut after the file part is refused too and the
 		// trailers become readable.
-		if err := finishMultipart(mr, body); err != nil {
+		if err := finish(); err != nil {
 			h.discard(staged)
 			return disk.Staged{}, err
 		}
@@ -418,6 +416,54 @@ func multipartBoundary(contentType string) (string, error) {
 	return b, nil
 }
 
+// multipartFile returns the file part of a multipart/form-data body as a stream, and finish,
+// which reads the rest of the body once that stream is consumed. Framing errors are
+// *malformedError or INVALID_INPUT; a read error of body may come back as a *malformedError
+// too, which is why bodyReader remembers it (see streamFailure).
+func multipartFile(body io.Reader, boundary string) (file io.Reader, finish func() error, err error) {
+	cw := newCloseWatcher(body, boundary)
+	mr := multipart.NewReader(cw, boundary)
+	part, err := filePart(mr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return partReader{part}, func() error { return finishMultipart(mr, cw, body) }, nil
+}
+
+// closeWatcher notes whether the body held the closing delimiter ("--boundary--" at the start
+// of a line). multipart.Reader reports a body that ends inside a part's headers as a clean
+// io.EOF, the same as a body that ends properly, so finishMultipart asks this instead.
+type closeWatcher struct {
+	r    io.Reader
+	want []byte
+	tail []byte // the last len(want)-1 bytes read, for a delimiter split between reads
+	seen bool
+}
+
+func newCloseWatcher(r io.Reader, boundary string) *closeWatcher {
+	want := []byte("\n--" + boundary + "--")
+	// A body may start with the delimiter: as if a line ended just before it. Room for the
+	// tail and as much again keeps Read from allocating.
+	tail := append(make([]byte, 0, 2*len(want)), '\n')
+	return &closeWatcher{r: r, want: want, tail: tail}
+}
+
+func (c *closeWatcher) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.seen || n == 0 {
+		return n, err
+	}
+	k := len(c.want) - 1
+	head := append(c.tail, p[:min(n, k)]...)
+	c.seen = bytes.Contains(head, c.want) || bytes.Contains(p[:n], c.want)
+	if n >= k {
+		c.tail = append(c.tail[:0], p[n-k:n]...)
+	} else {
+		c.tail = append(c.tail[:0], head[max(len(head)-k, 0):]...)
+	}
+	return n, err
+}
+
 // filePart advances to the part named "file" or, failing that, the first part with a file
 // name, whichever comes first: the body streams, so a later "file" field cannot be looked for.
 // Parts before it are form fields and are skipped, up to maxSkipped bytes.
@@ -447,11 +493,14 @@ func filePart(mr *multipart.Reader) (*multipart.Part, error) {
 
 // finishMultipart reads the parts after the file and the epilogue, so that only a body that
 // ends properly is kept.
-func finishMultipart(mr *multipart.Reader, body io.Reader) error {
+func finishMultipart(mr *multipart.Reader, cw *closeWatcher, body io.Reader) error {
 	var skipped int64
 	for {
 		p, err := mr.NextPart()
 		if err == io.EOF {
+			if !cw.seen {
+				return &malformedError{fmt.Errorf("the body ends before the closing delimiter: %w", io.ErrUnexpectedEOF)}
+			}
 			break
 		}
 		if err != nil {
