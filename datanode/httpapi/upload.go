@@ -131,6 +131,37 @@ func (h *Handler) refuseUnread(w http.ResponseWriter, r *http.Request, err error
 	h.fail(w, r, err)
 }
 
+// refusedMidStream is a refusal (too large, disk full, malformed) made while the client was
+// still sending the body.
+type refusedMidStream struct{ err error }
+
+func (e *refusedMidStream) Error() string { return e.err.Error() }
+func (e *refusedMidStream) Unwrap() error { return e.err }
+
+// Bounds of the reading refuseMidStream does after its answer.
+const (
+	drainFor = 2 * time.Second
+	drainMax = 256 << 20
+)
+
+// refuseMidStream answers a refusal made while the body was streaming, then goes on reading
+// (and dropping) the body for a moment before the connection closes. net/http closes a
+// connection with an unread body at once when the request asked for 100-continue, as the
+// front door's do; the peer's TCP stack then answers its next writes with a reset, which can
+// destroy the answer before the peer has read it: the front door answered 503 instead of
+// 413/507 to about half of the chunked uploads refused mid-stream (found by e2e TestFullDisk).
+func (h *Handler) refuseMidStream(w http.ResponseWriter, r *http.Request, err error) {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // read the body after answering
+	w.Header().Set("Connection", "close")
+	h.fail(w, r, err)
+	if rc.Flush() != nil {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(drainFor))
+	_, _ = io.CopyN(io.Discard, r.Body, drainMax)
+}
+
 // uncertainError is a failure after which the commit may or may not have been recorded; the
 // staged file is left to the reconciler and the upload is not aborted.
 type uncertainError struct{ err error }
@@ -158,6 +189,10 @@ func (h *Handler) uploadFailed(w http.ResponseWriter, r *http.Request, collectio
 			fmt.Sprintf("no data arrived for %s", h.idle))
 	default:
 		h.metrics.uploads.WithLabelValues(string(shared.ErrorCode(err))).Inc()
+		if _, ok := errors.AsType[*refusedMidStream](err); ok {
+			h.refuseMidStream(w, r, err)
+			return
+		}
 		h.fail(w, r, err)
 	}
 }
@@ -194,7 +229,11 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, collectionID s
 	staged, err := h.stream(ctx, r, body, collectionID, adm, boundary)
 	stopKeepAlive()
 	if err != nil {
-		return shared.Version{}, h.streamFailure(ctx, err, body, tooLarge)
+		err = h.streamFailure(ctx, err, body, tooLarge)
+		if _, refused := errors.AsType[*shared.Error](err); refused && body.read > 0 && !body.eof && body.err == nil {
+			return shared.Version{}, &refusedMidStream{err}
+		}
+		return shared.Version{}, err
 	}
 
 	if err := checkDigests(staged.SHA256, want, r.Trailer); err != nil {
@@ -355,6 +394,8 @@ type bodyReader struct {
 	idle time.Duration
 	next time.Time
 	err  error
+	read int64 // bytes read so far
+	eof  bool  // the whole body is in
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
@@ -366,8 +407,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.r.Read(p)
+	b.read += int64(n)
 	switch {
 	case err == io.EOF:
+		b.eof = true
 		// The whole body is in: net/http now watches the connection for the client closing,
 		// and a deadline firing during the commit would cancel the request's context.
 		_ = b.rc.SetReadDeadline(time.Time{})

@@ -14,6 +14,9 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -837,4 +840,54 @@ func TestCommitAnswerLost(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "retried" {
 		t.Fatalf("download %d %q", resp.StatusCode, body)
 	}
+}
+
+// A refusal made mid-stream reaches a proxy that is still sending the body: the node reads on
+// for a moment after answering, so the proxy's writes are not met with a reset that destroys
+// the answer (the front door used to relay about half of these as 503).
+func TestRefusalMidStreamReachesAProxy(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	e.real.collection("c", testNode, func(c *shared.Collection) { c.MaxBackupsCount, c.MaxCollectionSize = 1, 1<<20 })
+	target, err := url.Parse(e.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The front door's way: the body goes only after the node's 100 Continue.
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = &http.Transport{ExpectContinueTimeout: 5 * time.Second}
+	// Like the front door, it reads what is left of the client's body after relaying the
+	// answer, so that the client's own writes are not reset: only the node's side is tested.
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxy.ServeHTTP(w, r)
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(front.Close)
+	tok := e.token(time.Hour)
+	for i := range 12 {
+		req := newRequest(t, http.MethodPost, front.URL+uploadPath("stable", "c", "versions"),
+			io.LimitReader(neverEnding('x'), 32<<20))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Expect", "100-continue")
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		wantRefusal(t, resp, body, http.StatusRequestEntityTooLarge, shared.CodeVersionTooLarge)
+	}
+	e.assertNoFiles()
+	if e.real.locked("c") || e.real.versionCount("c") != 0 {
+		t.Fatal("a refused upload left a lock or a version")
+	}
+}
+
+type neverEnding byte
+
+func (b neverEnding) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }
