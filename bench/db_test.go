@@ -290,8 +290,8 @@ func benchStart(t *testing.T, e *env, sz sizes, rep *reporter) {
 	rep.add(t, Result{"datanode_start_with_100k_versions", Median(secs), "<=", 2, "s"})
 }
 
-// createVersions writes count small version files named like committed versions (UUIDs),
-// spread over dirs collection directories of disk.
+// createVersions writes count small version files named like committed versions (UUIDs), each
+// with its sidecar, spread over dirs collection directories of disk.
 func createVersions(disk string, dirs, count int) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -305,9 +305,14 @@ func createVersions(disk string, dirs, count int) error {
 					return
 				}
 				for range count / dirs {
-					if err := os.WriteFile(filepath.Join(dir, newUUID()), content, 0o640); err != nil {
-						errs <- err
-						return
+					// Each version has its block-checksum sidecar beside it, as on a real node;
+					// its content does not matter to start-up, which reads names only.
+					id := newUUID()
+					for _, name := range []string{id, "." + id + ".sums"} {
+						if err := os.WriteFile(filepath.Join(dir, name), content, 0o640); err != nil {
+							errs <- err
+							return
+						}
 					}
 				}
 			}
