@@ -57,6 +57,7 @@ type FrontDoor struct {
 	proxy   *httputil.ReverseProxy
 	nodes   locationCache
 	buffers *bufferPool
+	conns   nodePool // downloads' connections (download.go)
 }
 
 // locationTTL is how long a collection's node is remembered. Collections never move between
@@ -128,6 +129,10 @@ type uploadBody struct {
 	transfer *transfer
 }
 
+// Read is what the transport uses when the upload has a Content-Length (it reads through an
+// io.LimitReader, hiding WriteTo; uploadConn.ReadFrom then brings the large buffer back).
+func (b *uploadBody) Read(p []byte) (int, error) { return clientReader{b}.Read(p) }
+
 func (b *uploadBody) WriteTo(w io.Writer) (int64, error) {
 	buf := b.buffers.Get()
 	defer b.buffers.Put(buf)
@@ -143,6 +148,20 @@ func (c clientReader) Read(p []byte) (int, error) {
 		c.b.transfer.setClientErr(err)
 	}
 	return n, err
+}
+
+// uploadConn is the transport's connection to a node. net/http writes a request body with a
+// Content-Length as io.Copy(conn, io.LimitReader(body, n)): no WriteTo is reachable there, and
+// net.TCPConn.ReadFrom falls back to a 32 KiB copy. This ReadFrom copies in bufferSize pieces.
+type uploadConn struct {
+	*net.TCPConn
+	buffers *bufferPool
+}
+
+func (c *uploadConn) ReadFrom(r io.Reader) (int64, error) {
+	buf := c.buffers.Get()
+	defer c.buffers.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{c.TCPConn}, r, buf)
 }
 
 // transfer is one request on its way through the front door.
@@ -179,9 +198,17 @@ func New(cfg Config) *FrontDoor {
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = 10 * time.Second
 	}
+	pool := &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dialer.DialContext(ctx, network, addr)
+			if tcp, ok := conn.(*net.TCPConn); ok && err == nil {
+				return &uploadConn{TCPConn: tcp, buffers: pool}, nil
+			}
+			return conn, err
+		},
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
@@ -190,8 +217,7 @@ func New(cfg Config) *FrontDoor {
 		WriteBufferSize:       bufferSize,
 		ReadBufferSize:        bufferSize,
 	}
-	pool := &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
-	f := &FrontDoor{cfg: cfg, buffers: pool}
+	f := &FrontDoor{cfg: cfg, buffers: pool, conns: nodePool{dialer: dialer}}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:       f.rewrite,
 		Transport:     transport,
@@ -258,6 +284,10 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), transferKey, &transfer{target: target}))
 	defer cancel(nil)
 	go f.watch(ctx, cancel, nodeName)
+	if addr := nodeAddr(target); addr != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && chi.URLParam(r, "ref") != "" {
+		f.download(w, r.WithContext(ctx), addr)
+		return
+	}
 	f.proxy.ServeHTTP(continueOnce{w}, r.WithContext(ctx))
 }
 
