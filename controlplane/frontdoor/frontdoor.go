@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -144,7 +145,9 @@ type clientReader struct{ b *uploadBody }
 
 func (c clientReader) Read(p []byte) (int, error) {
 	n, err := c.b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
+	if err == io.EOF {
+		c.b.transfer.bodyEnded.Store(true)
+	} else if err != nil {
 		c.b.transfer.setClientErr(err)
 	}
 	return n, err
@@ -170,6 +173,8 @@ type transfer struct {
 
 	mu        sync.Mutex
 	clientErr error // the client's body could not be read: its fault, not the node's
+	// bodyEnded: the client's whole body was read.
+	bodyEnded atomic.Bool
 }
 
 func (t *transfer) setClientErr(err error) {
@@ -219,14 +224,32 @@ func New(cfg Config) *FrontDoor {
 	}
 	f := &FrontDoor{cfg: cfg, buffers: pool, conns: nodePool{dialer: dialer}}
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:       f.rewrite,
-		Transport:     transport,
-		BufferPool:    pool,
-		FlushInterval: -1,
-		ErrorHandler:  f.proxyError,
-		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		Rewrite:        f.rewrite,
+		Transport:      transport,
+		BufferPool:     pool,
+		FlushInterval:  -1,
+		ErrorHandler:   f.proxyError,
+		ModifyResponse: closeUnfinished,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	return f
+}
+
+// closeUnfinished ends the client's connection after an answer the node gave before the
+// client's body was all read (a refusal mid-stream, a stalled upload cut with 408). Without
+// "Connection: close", net/http first reads on in the unwanted body before it writes the
+// answer (golang/go#15527), so a stalled client never heard the node's 408; with it, the
+// server answers at once, then half-closes and waits a moment, so that a client still
+// sending reads the answer before its writes are refused.
+func closeUnfinished(resp *http.Response) error {
+	req := resp.Request
+	if req == nil || req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	if tr, ok := req.Context().Value(transferKey).(*transfer); ok && !tr.bodyEnded.Load() {
+		resp.Header.Set("Connection", "close")
+	}
+	return nil
 }
 
 // Routes mounts every collection path of SPEC §4.1 that carries bytes or lists versions.

@@ -167,14 +167,10 @@ func (f *fullDisk) declaredTooLarge(t *testing.T) {
 	f.requireNothingLeft(t, freeBefore)
 }
 
-// chunkedBeyondRoom: a chunked body larger than the room is read up to the room and cut.
-//
-// Sent straight to the node (the endpoint API's uploadUrl): through the front door, a refusal
-// in the middle of a large body comes out as 503 NODE_UNAVAILABLE about half the time. The
-// front door asks the node with Expect: 100-continue, and Go's server closes such a connection
-// at once with the body unread, so the front door's transport often sees "connection reset"
-// on its write before it reads the node's answer. That is a front-door bug of its own,
-// reported apart, not what this scenario is about.
+// chunkedBeyondRoom: a chunked body larger than the room is read up to the room and cut,
+// through the front door. (The refusal comes in the middle of the body: the node reads on for
+// a moment after answering and the front door closes its client's connection after relaying
+// it, so the answer is not lost to a reset; before that, half of these came out as 503.)
 func (f *fullDisk) chunkedBeyondRoom(t *testing.T) {
 	c := f.c
 	freeBefore := f.small.view.FreeBytes(t)
@@ -184,7 +180,7 @@ func (f *fullDisk) chunkedBeyondRoom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
 	start := time.Now()
-	a, err := c.api.Upload(ctx, f.small.url, f.full.token, f.unlimited, body, stack.UploadOptions{Chunked: true})
+	a, err := c.api.Upload(ctx, c.api.URL, f.full.token, f.unlimited, body, stack.UploadOptions{Chunked: true})
 	if err != nil {
 		t.Fatalf("chunked upload of %d bytes into a room of %d: %v", total, room, err)
 	}
@@ -201,8 +197,8 @@ func (f *fullDisk) chunkedBeyondRoom(t *testing.T) {
 }
 
 // diskFillsMidStream: the node admitted an upload within its room, then something else takes
-// the rest of the disk (a file written from the host); the node meets ENOSPC and answers 507.
-// Straight to the node, as in chunkedBeyondRoom.
+// the rest of the disk (a file written from the host); the node meets ENOSPC and answers 507,
+// through the front door as in chunkedBeyondRoom.
 func (f *fullDisk) diskFillsMidStream(t *testing.T) {
 	c := f.c
 	freeBefore := f.small.view.FreeBytes(t)
@@ -210,7 +206,7 @@ func (f *fullDisk) diskFillsMidStream(t *testing.T) {
 	body := newSlowBody(96*mib, 256<<10, 10*time.Millisecond, mark)
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	up := startUpload(ctx, c.api, f.small.url, f.full.token, f.unlimited, body)
+	up := startUpload(ctx, c.api, c.api.URL, f.full.token, f.unlimited, body)
 	waitMark(t, body, up)
 	filler := filepath.Join(f.small.disk, "filler")
 	t.Cleanup(func() { _ = os.Remove(filler) })

@@ -106,10 +106,11 @@ func TestSlowSteadyUpload(t *testing.T) {
 			if after < slowIdleTimeout*3/4 {
 				t.Errorf("the stalled body was cut %s after its last byte, before the %s idle timeout", after, slowIdleTimeout)
 			}
-			// No version row, no live reservation, no temporary or any other file.
+			// No version row, no live reservation, no temporary or any other file of this
+			// collection (the steady upload's temporary file is in another one).
 			stored(t, s, c)
-			if left := c.Node.Leftovers(t); len(left) != 0 {
-				t.Fatalf("temporary files left after a stalled upload: %v", left)
+			if left := c.Node.CollectionFiles(t, c.ID); len(left) != 0 {
+				t.Fatalf("files left after a stalled upload: %v", left)
 			}
 		})
 	}
