@@ -343,11 +343,17 @@ func benchDownloads(t *testing.T, e *env, sz sizes, rep *reporter) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(e.node.Disks[0], "collections", cid)
-	names, err := os.ReadDir(path)
-	if err != nil || len(names) != 1 {
-		t.Fatalf("the collection's directory %s: %v, %d entries", path, err, len(names))
+	entries, err := os.ReadDir(path)
+	var names []string // the version's file, not its ".<id>.sums" sidecar
+	for _, d := range entries {
+		if !strings.HasPrefix(d.Name(), ".") {
+			names = append(names, d.Name())
+		}
 	}
-	path = filepath.Join(path, names[0].Name())
+	if err != nil || len(names) != 1 {
+		t.Fatalf("the collection's directory %s: %v, version files %v", path, err, names)
+	}
+	path = filepath.Join(path, names[0])
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -136,6 +136,9 @@ func (h *Handler) damaged(w http.ResponseWriter, r *http.Request, size int64, er
 		return
 	}
 	h.reportDamage(damage.CollectionID, damage.VersionID, size, damage.Detail)
+	for _, k := range []string{"ETag", "Last-Modified", "Accept-Ranges", "Cache-Control"} {
+		w.Header().Del(k) // they describe the version, not this error
+	}
 	h.fail(w, r, shared.Wrap(err, shared.CodeVersionDamaged,
 		"the stored copy of this version is damaged and is not served; the hosting organisation has been told"))
 }
