@@ -36,9 +36,21 @@ func (s *Store) OpenVersion(collectionID, versionID string) (*os.File, os.FileIn
 	return f, fi, nil
 }
 
-// Remove deletes a committed version; removing one that is not there is not an error, so
-// rotation can be retried.
+// Remove deletes a committed version durably (the directory is fsynced); removing one that is
+// not there is not an error, so rotation can be retried.
 func (s *Store) Remove(collectionID, versionID string) error {
+	return s.remove(collectionID, versionID, true)
+}
+
+// Drop deletes a committed version like Remove but without the directory fsync: for a file the
+// control plane has already recorded as deleted, whose tombstone makes the sweeper remove it
+// (durably, with Remove) before acknowledging it, so a removal lost in a crash is done again.
+// It saves an upload that rotates a version out one fsync.
+func (s *Store) Drop(collectionID, versionID string) error {
+	return s.remove(collectionID, versionID, false)
+}
+
+func (s *Store) remove(collectionID, versionID string, durable bool) error {
 	p, err := s.versionPath(collectionID, versionID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -51,6 +63,9 @@ func (s *Store) Remove(collectionID, versionID string) error {
 	}
 	if err := os.Remove(versionSumsPath(filepath.Dir(p), filepath.Base(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove version: %w", err)
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(filepath.Dir(p))
 }

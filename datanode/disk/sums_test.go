@@ -200,13 +200,21 @@ func TestLoadSumsRebuilds(t *testing.T) {
 	}
 }
 
+// Remove and Drop take the sidecar with the file, so the directory can go.
 func TestRemoveTakesTheSidecar(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	id, _ := storeVersion(t, s, "c", []byte("x"))
+	dropped, _ := storeVersion(t, s, "c", []byte("y"))
 	if err := s.Remove("c", id); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Drop("c", dropped); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drop("c", dropped); err != nil {
+		t.Fatalf("dropping a version already gone: %v", err)
 	}
 	if err := s.RemoveCollection("c"); err != nil {
 		t.Fatalf("collection directory not empty after Remove: %v (files %v)", err, files(t, dir))

@@ -205,6 +205,10 @@ func fill(r io.Reader, p []byte) (int, error) {
 
 // Finalize turns a staged upload into the committed version versionID. Calling it again after
 // success returns nil, so a retried commit is harmless.
+//
+// The rename is not fsynced: if a crash loses it, the file is found staged again at Open and
+// the reconciler, told by the control plane that the upload was committed, finalizes it before
+// the node serves. The staged name itself was made durable before the commit.
 func (s *Store) Finalize(st Staged, versionID string) error {
 	dir, uploadID, err := s.stagedDir(st)
 	if err != nil {
@@ -231,7 +235,7 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 		s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
 	}
 	s.forget(uploadID)
-	return syncDir(dir)
+	return nil
 }
 
 // Discard removes a staged upload; a missing file is not an error.

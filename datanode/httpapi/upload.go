@@ -264,7 +264,8 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, collectionID s
 				"collection", collectionID, "rotated", old.ID, "of", old.CollectionID)
 			continue
 		}
-		if err := h.store.Remove(collectionID, old.ID); err != nil {
+		// Its tombstone stays until the sweeper has removed it durably, so no fsync here.
+		if err := h.store.Drop(collectionID, old.ID); err != nil {
 			h.log.Error("remove a rotated-out version", "collection", collectionID, "version", old.ID, "err", err)
 		}
 	}
