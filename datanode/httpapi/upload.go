@@ -121,14 +121,22 @@ func (h *Handler) admit(ctx context.Context, req internalapi.AdmitRequest) (inte
 	return h.cp.Admit(ctx, req)
 }
 
-// refuseUnread answers a refusal made before the body was read. The connection is closed
-// after it: otherwise net/http reads up to 256 KiB of the unwanted body first, so a client
-// waiting for the answer before sending (without Expect: 100-continue) would wait forever.
+// refuseUnread answers a refusal made before the body was read. A client that asked
+// "Expect: 100-continue" (the front door always does) has sent nothing: the answer goes at
+// once and the connection is closed. Any other client is already sending its body: the answer
+// goes at once too, then the body is read on for a moment as after a refusal mid-stream, so
+// that the client's writes are not reset before it reads the answer (a Go client sending 64
+// MiB then reported "broken pipe" instead of the node's 503).
 func (h *Handler) refuseUnread(w http.ResponseWriter, r *http.Request, err error) {
-	if r.ContentLength != 0 {
+	switch {
+	case r.ContentLength == 0:
+		h.fail(w, r, err)
+	case strings.EqualFold(r.Header.Get("Expect"), "100-continue"):
 		w.Header().Set("Connection", "close")
+		h.fail(w, r, err)
+	default:
+		h.refuseAndDrain(w, r, err)
 	}
-	h.fail(w, r, err)
 }
 
 // refusedMidStream is a refusal (too large, disk full, malformed) made while the client was
@@ -138,19 +146,20 @@ type refusedMidStream struct{ err error }
 func (e *refusedMidStream) Error() string { return e.err.Error() }
 func (e *refusedMidStream) Unwrap() error { return e.err }
 
-// Bounds of the reading refuseMidStream does after its answer.
+// Bounds of the reading refuseAndDrain does after its answer.
 const (
 	drainFor = 2 * time.Second
 	drainMax = 256 << 20
 )
 
-// refuseMidStream answers a refusal made while the body was streaming, then goes on reading
-// (and dropping) the body for a moment before the connection closes. net/http closes a
+// refuseAndDrain answers a refusal while the client is still sending the body, then goes on
+// reading (and dropping) the body for a moment before the connection closes. The answer is
+// flushed first, so a client that waits for it before sending more hears it at once. net/http closes a
 // connection with an unread body at once when the request asked for 100-continue, as the
 // front door's do; the peer's TCP stack then answers its next writes with a reset, which can
 // destroy the answer before the peer has read it: the front door answered 503 instead of
 // 413/507 to about half of the chunked uploads refused mid-stream (found by e2e TestFullDisk).
-func (h *Handler) refuseMidStream(w http.ResponseWriter, r *http.Request, err error) {
+func (h *Handler) refuseAndDrain(w http.ResponseWriter, r *http.Request, err error) {
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // read the body after answering
 	w.Header().Set("Connection", "close")
@@ -190,7 +199,7 @@ func (h *Handler) uploadFailed(w http.ResponseWriter, r *http.Request, collectio
 	default:
 		h.metrics.uploads.WithLabelValues(string(shared.ErrorCode(err))).Inc()
 		if _, ok := errors.AsType[*refusedMidStream](err); ok {
-			h.refuseMidStream(w, r, err)
+			h.refuseAndDrain(w, r, err)
 			return
 		}
 		h.fail(w, r, err)
