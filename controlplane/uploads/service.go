@@ -216,7 +216,8 @@ func (s *Service) Admit(ctx context.Context, node string, req internalapi.AdmitR
 			code = shared.CodeInsufficientStorage
 		}
 		return internalapi.AdmitResponse{UploadID: uploadID, Allowance: res.Bytes, LimitCode: code,
-			RequireEncryption: c.RequireEncryption, ExtendEvery: s.lease / 3}, nil
+			RequireEncryption: c.RequireEncryption, ExtendEvery: s.lease / 3,
+			RoomLeft: max(max(req.Room, 0)-res.NodeReserved-res.Bytes, 0)}, nil
 	}
 }
 

@@ -74,6 +74,19 @@ func (b *blockSummer) Sums() Sums {
 
 func blockCount(size int64) int64 { return (size + sumsBlock - 1) / sumsBlock }
 
+// fsBlock is the allocation unit assumed for Overhead: 4 KiB, that of ext4, XFS and tmpfs on
+// amd64.
+const fsBlock = 4096
+
+// Overhead is the disk space a version of size bytes may take beyond size: its checksum
+// sidecar (a filesystem block for up to ~1000 MiB of data, more beyond) and the rounding of the
+// file's last block. Admission takes it off the room it reports, so that the node's reserve
+// holds with the sidecars too.
+func Overhead(size int64) int64 {
+	side := int64(sumsHeader+4) + 4*blockCount(max(size, 0))
+	return (side+fsBlock-1)/fsBlock*fsBlock + fsBlock
+}
+
 func (s Sums) encode() []byte {
 	out := make([]byte, 0, sumsHeader+4*len(s.Blocks)+4)
 	out = append(out, sumsMagic...)

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -250,4 +251,27 @@ func BenchmarkBlockSums(b *testing.B) {
 		}
 		_ = hex.EncodeToString(h.Sum(nil))
 	})
+}
+
+// Overhead covers what a stored version takes on disk beyond its bytes: the sidecar and the
+// rounding of both files to whole blocks.
+func TestOverheadCoversTheSidecar(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	for _, size := range []int{1, 4095, 4096, sumsBlock + 1, 5*sumsBlock + 3} {
+		id, _ := storeVersion(t, s, "c", randomBytes(t, size))
+		var used int64
+		for _, name := range []string{id, "." + id + sumsSuffix} {
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(dir, collectionsDir, "c", name), &st); err != nil {
+				t.Fatal(err)
+			}
+			used += st.Blocks * 512
+		}
+		if used > int64(size)+Overhead(int64(size)) {
+			t.Errorf("a version of %d bytes takes %d bytes on disk, more than its size plus Overhead %d",
+				size, used, Overhead(int64(size)))
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,20 +47,21 @@ type Config struct {
 type Handler struct {
 	router http.Handler
 	store  *disk.Store
-	// roomMu keeps commits out of an admission's window between reading the room and
-	// reserving it (see admit).
-	roomMu     sync.RWMutex
-	cp         *admission.Client
-	reconciler *Reconciler
-	keys       token.Keys
-	secret     []byte
-	healthCode string
-	log        *slog.Logger
-	metrics    *metrics
-	now        func() time.Time
-	idle       time.Duration
-	ready      *readiness
-	stopping   atomic.Bool
+	// commitsStarted counts the bytes of every commit started, and overhead the disk.Overhead
+	// of the uploads in flight (see admit).
+	commitsStarted atomic.Int64
+	overhead       atomic.Int64
+	cp             *admission.Client
+	reconciler     *Reconciler
+	keys           token.Keys
+	secret         []byte
+	healthCode     string
+	log            *slog.Logger
+	metrics        *metrics
+	now            func() time.Time
+	idle           time.Duration
+	ready          *readiness
+	stopping       atomic.Bool
 }
 
 // namings are the interchangeable words for versions in collection paths (SPEC §4.1).

@@ -88,7 +88,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		// until it is read; it is counted while streaming instead.
 		length = -1
 	}
-	adm, err := h.admit(r.Context(), internalapi.AdmitRequest{
+	adm, release, err := h.admit(r.Context(), internalapi.AdmitRequest{
 		Caller:        caller,
 		CollectionID:  collectionID,
 		ContentLength: length,
@@ -97,6 +97,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		h.refuseUnread(w, r, err)
 		return
 	}
+	defer release()
 	h.metrics.inFlight.Inc()
 	defer h.metrics.inFlight.Dec()
 	v, err := h.receive(w, r, collectionID, adm, boundary, want)
@@ -109,16 +110,42 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	writeData(w, map[string]any{"version": viewOf(v)})
 }
 
-// admit asks the control plane to admit an upload with the room the node has now. The room
-// is read and the reservation made under roomMu, which commits share: a commit landing in
-// between would free its reservation while its bytes, written after the room was read, are
-// in neither, and concurrent uploads could then overshoot the disk's reserve. Admissions of
-// one node are serialised by the control plane anyway; commits still run side by side.
-func (h *Handler) admit(ctx context.Context, req internalapi.AdmitRequest) (internalapi.AdmitResponse, error) {
-	h.roomMu.Lock()
-	defer h.roomMu.Unlock()
-	req.Room = h.store.Room(req.CollectionID)
-	return h.cp.Admit(ctx, req)
+// admit asks the control plane to admit an upload with the room the node has now.
+//
+// A commit that starts after the room was read may release its reservation before this one is
+// made, while the bytes its upload wrote after the room was read are on disk: those bytes are
+// then counted nowhere, and concurrent uploads could overshoot the disk's reserve (e2e
+// TestNodeRoomNeverOvershoots found it). Rather than keep commits out for the whole admit call
+// (a lock that made admissions of a node run one at a time, ~330 per second), the bytes of
+// every commit started meanwhile are taken off the room the control plane says is left after
+// this reservation; when that goes below zero, this upload's allowance shrinks by the
+// difference and the disk is what limits it.
+//
+// The room reported also leaves out the disk.Overhead (checksum sidecar, last block) of every
+// upload in flight, this one included: the control plane reserves bytes of data only. Each
+// upload's overhead is counted before the room is read and until its files are written
+// (release, which the caller must call when the upload ends), so no upload's overhead is
+// ever in neither the count nor the free space.
+func (h *Handler) admit(ctx context.Context, req internalapi.AdmitRequest) (adm internalapi.AdmitResponse, release func(), err error) {
+	before := h.commitsStarted.Load()
+	bound := req.ContentLength
+	if bound < 0 {
+		bound = h.store.Room(req.CollectionID) // an unknown length is at most the room
+	}
+	own := disk.Overhead(bound)
+	total := h.overhead.Add(own)
+	release = func() { h.overhead.Add(-own) }
+	req.Room = max(h.store.Room(req.CollectionID)-total, 0)
+	adm, err = h.cp.Admit(ctx, req)
+	if err != nil {
+		release()
+		return adm, func() {}, err
+	}
+	if uncounted := h.commitsStarted.Load() - before; uncounted > adm.RoomLeft {
+		adm.Allowance = max(adm.Allowance-(uncounted-adm.RoomLeft), 0)
+		adm.LimitCode = shared.CodeInsufficientStorage
+	}
+	return adm, release, nil
 }
 
 // refuseUnread answers a refusal made before the body was read. A client that asked
@@ -251,9 +278,8 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, collectionID s
 	}
 	// The body is complete and durable: the commit must not depend on the client staying.
 	cctx := context.WithoutCancel(r.Context())
-	h.roomMu.RLock()
+	h.commitsStarted.Add(staged.Size) // before the call: its reservation may go at any moment
 	res, err := h.cp.Commit(cctx, internalapi.CommitRequest{UploadID: adm.UploadID, Size: staged.Size, SHA256: staged.SHA256})
-	h.roomMu.RUnlock()
 	if err != nil {
 		if admission.Unavailable(err) {
 			h.reconciler.Add(staged)

@@ -66,6 +66,10 @@ type AdmitResponse struct {
 	RequireEncryption bool        `json:"requireEncryption"`
 	// ExtendEvery is how often a long upload must call extend to keep its lock and reservation.
 	ExtendEvery time.Duration `json:"extendEvery"`
+	// RoomLeft is the node's room (as the request reported it) less every live reservation on
+	// the node, this one included: what a correction of the reported room may take away
+	// before this upload's allowance must shrink.
+	RoomLeft int64 `json:"roomLeft"`
 }
 
 // UploadRef names an upload in flight.
