@@ -130,6 +130,14 @@ type uploadBody struct {
 	transfer *transfer
 }
 
+// Close tells the transfer the transport is done with the client's body, without closing it:
+// the front door may still have to read the rest (see drainClient), and net/http closes it
+// when the handler returns.
+func (b *uploadBody) Close() error {
+	b.transfer.released()
+	return nil
+}
+
 // Read is what the transport uses when the upload has a Content-Length (it reads through an
 // io.LimitReader, hiding WriteTo; uploadConn.ReadFrom then brings the large buffer back).
 func (b *uploadBody) Read(p []byte) (int, error) { return clientReader{b}.Read(p) }
@@ -145,10 +153,16 @@ type clientReader struct{ b *uploadBody }
 
 func (c clientReader) Read(p []byte) (int, error) {
 	n, err := c.b.ReadCloser.Read(p)
+	if n > 0 {
+		c.b.transfer.started.Store(true)
+	}
 	if err == io.EOF {
 		c.b.transfer.bodyEnded.Store(true)
 	} else if err != nil {
 		c.b.transfer.setClientErr(err)
+	}
+	if err != nil {
+		c.b.transfer.released()
 	}
 	return n, err
 }
@@ -173,9 +187,14 @@ type transfer struct {
 
 	mu        sync.Mutex
 	clientErr error // the client's body could not be read: its fault, not the node's
-	// bodyEnded: the client's whole body was read.
-	bodyEnded atomic.Bool
+	// started: some of the client's body was read; bodyEnded: all of it.
+	started, bodyEnded atomic.Bool
+	// done is closed once the transport has stopped reading the client's body.
+	done     chan struct{}
+	doneOnce sync.Once
 }
+
+func (t *transfer) released() { t.doneOnce.Do(func() { close(t.done) }) }
 
 func (t *transfer) setClientErr(err error) {
 	t.mu.Lock()
@@ -304,14 +323,52 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.writeUnavailable(w, shared.Errorf(shared.CodeNodeUnavailable, "the data node holding this collection is misconfigured"))
 		return
 	}
-	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), transferKey, &transfer{target: target}))
+	tr := &transfer{target: target, done: make(chan struct{})}
+	ctx, cancel := context.WithCancelCause(context.WithValue(r.Context(), transferKey, tr))
 	defer cancel(nil)
 	go f.watch(ctx, cancel, nodeName)
 	if addr := nodeAddr(target); addr != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && chi.URLParam(r, "ref") != "" {
 		f.download(w, r.WithContext(ctx), addr)
 		return
 	}
+	upload := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if upload {
+		// Reads of the body may follow the answer (drainClient).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	f.proxy.ServeHTTP(continueOnce{w}, r.WithContext(ctx))
+	if upload && !tr.bodyEnded.Load() && !tr.clientFailed() {
+		drainClient(w, r, tr)
+	}
+}
+
+// Bounds of drainClient.
+const (
+	drainFor = 2 * time.Second
+	drainMax = 256 << 20
+)
+
+// drainClient runs after an answer relayed before the client's body ended (a refusal
+// mid-stream): it keeps reading the body for a moment, first through the transport (the node
+// reads on after refusing) and then itself, before the handler returns and net/http closes
+// the connection. Closing while the client still sends makes its TCP stack answer with a
+// reset, and a client that has not read the answer yet loses it (a Go client reported "broken
+// pipe" instead of the 413).
+func drainClient(w http.ResponseWriter, r *http.Request, tr *transfer) {
+	deadline := time.Now().Add(drainFor)
+	select {
+	case <-tr.done:
+	case <-time.After(drainFor):
+		return
+	}
+	if tr.bodyEnded.Load() || tr.clientFailed() {
+		return
+	}
+	if !tr.started.Load() && strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return // the client waited for the answer and sent nothing
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	_, _ = io.CopyN(io.Discard, r.Body, drainMax)
 }
 
 // continueOnce drops the node's "100 Continue": the front door asks for it on every upload
