@@ -143,20 +143,29 @@ func hashFile(ctx context.Context, path string, buf []byte) (int64, string, erro
 		return 0, "", err
 	}
 	defer f.Close()
+	return readWhole(ctx, f, buf, nil)
+}
+
+// readWhole reads f from its start through buf and returns its size and sha256 (hex), feeding
+// sums too when it is not nil. It reads with ReadAt, so f's offset is left alone.
+func readWhole(ctx context.Context, f *os.File, buf []byte, sums *blockSummer) (int64, string, error) {
 	h := sha256.New()
 	var size int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return size, "", err
 		}
-		n, err := f.Read(buf)
+		n, err := f.ReadAt(buf, size)
 		h.Write(buf[:n])
+		if sums != nil {
+			sums.Write(buf[:n])
+		}
 		size += int64(n)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return size, "", fmt.Errorf("read version: %w", err)
+			return size, "", fmt.Errorf("read version at byte %d: %w", size, err)
 		}
 	}
 	return size, hex.EncodeToString(h.Sum(nil)), nil

@@ -1,13 +1,11 @@
 package disk
 
 import (
-	"crypto/sha256"
+	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -179,21 +177,12 @@ func (s *Store) LoadSums(collectionID, versionID string, f *os.File, size int64,
 	buf := s.getBlock()
 	defer s.bufs.Put(buf)
 	var bs blockSummer
-	h := sha256.New()
-	for off := int64(0); ; {
-		n, err := f.ReadAt(buf.data, off)
-		h.Write(buf.data[:n])
-		bs.Write(buf.data[:n])
-		off += int64(n)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Sums{}, &DamagedError{collectionID, versionID, fmt.Sprintf("read at byte %d: %v", off, err)}
-		}
+	_, got, err := readWhole(context.Background(), f, buf.data, &bs)
+	if err != nil {
+		return Sums{}, &DamagedError{collectionID, versionID, err.Error()}
 	}
 	sums := bs.Sums()
-	if got := hex.EncodeToString(h.Sum(nil)); sums.Size != size || got != sha {
+	if sums.Size != size || got != sha {
 		return Sums{}, &DamagedError{collectionID, versionID,
 			fmt.Sprintf("file has %d bytes with sha256 %s, recorded %d bytes with sha256 %s", sums.Size, got, size, sha)}
 	}
