@@ -119,16 +119,7 @@ func newRig(t *testing.T, nodeHandler func(g *rig) http.Handler) *rig {
 		t.Fatal(err)
 	}
 
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := gossip.New(gossip.Config{Name: pgtest.RandomName("cp-"), BindAddr: "127.0.0.1", Key: key,
-		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, State: shared.NodeAlive, PublicURL: "http://127.0.0.1:8080"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Shutdown(context.Background()) })
+	cluster, key := startCluster(t)
 	g.cluster = cluster
 
 	meta, err := nodemeta.Encode(nodemeta.Meta{Role: nodemeta.RoleDataNode, Name: g.nodeName, State: shared.NodeAlive,

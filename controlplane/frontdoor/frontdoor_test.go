@@ -22,6 +22,23 @@ import (
 	"backuprepo/shared/token"
 )
 
+// startCluster starts a control plane's gossip member with a fresh key on 127.0.0.1, for the
+// front door to find nodes in; it returns the key for members that are to join it.
+func startCluster(t *testing.T) (*gossip.Cluster, []byte) {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := gossip.New(gossip.Config{Name: pgtest.RandomName("cp-"), BindAddr: "127.0.0.1", Key: key,
+		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, State: shared.NodeAlive, PublicURL: "http://127.0.0.1:8080"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Shutdown(context.Background()) })
+	return cluster, key
+}
+
 // The proxying itself is exercised against real data nodes in e2e/; these are the answers the
 // front door gives on its own, before any data node is involved.
 func TestFrontDoorRefusals(t *testing.T) {
@@ -35,16 +52,7 @@ func TestFrontDoorRefusals(t *testing.T) {
 		       ('unplaced', '00000000-0000-0000-0000-0000000000a1', 1, 10, 10, 'FIFO', NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := gossip.New(gossip.Config{Name: pgtest.RandomName("cp-"), BindAddr: "127.0.0.1", Key: key,
-		Meta: nodemeta.Meta{Role: nodemeta.RoleControlPlane, State: shared.NodeAlive, PublicURL: "http://127.0.0.1:8080"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Shutdown(context.Background()) })
+	cluster, _ := startCluster(t)
 
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	kid := token.KeyID(pub)

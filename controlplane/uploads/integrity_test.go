@@ -7,10 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"backuprepo/controlplane/auth"
-	"backuprepo/controlplane/postgres"
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
 )
@@ -78,7 +75,7 @@ func TestIntegrityReport(t *testing.T) {
 		{CollectionID: "theirs", VersionID: theirs.ID, Size: 1, SHA256: sha(1)}, // dn-2's file: ignored
 		{CollectionID: unknown.CollectionID, VersionID: unknown.VersionID, Size: 5, SHA256: sha(5)},
 	}})
-	if got.Verified != 1 || got.Damaged != 3 || got.Missing != 0 || len(got.Unknown) != 1 || got.Unknown[0] != unknown {
+	if got.Verified != 1 || len(got.Problems) != 3 || got.Missing != 0 || len(got.Unknown) != 1 || got.Unknown[0] != unknown {
 		t.Fatalf("response = %+v; want 1 verified, 3 damaged, %v unknown", got, unknown)
 	}
 	if r, ok := e.checkOf(vOK.ID); !ok || !r.ok || r.kind != "" || r.node != "dn-1" || r.foundSize != nil || r.foundSHA != nil || r.detail != "" {
@@ -109,7 +106,7 @@ func TestIntegrityReport(t *testing.T) {
 		good("integ", vSize),
 		good("theirs", theirs),
 	}})
-	if got.Verified != 1 || got.Damaged != 0 || len(got.Unknown) != 0 {
+	if got.Verified != 1 || len(got.Problems) != 0 || len(got.Unknown) != 0 {
 		t.Fatalf("dn-2's response = %+v; want only its own version verified", got)
 	}
 	if r, _ := e.checkOf(vOK.ID); !r.ok || r.node != "dn-1" {
@@ -123,7 +120,7 @@ func TestIntegrityReport(t *testing.T) {
 	}
 
 	// A repaired file reads whole and matching again: its problem is gone.
-	if got := e.report("dn-1", internalapi.IntegrityReport{Checks: []internalapi.IntegrityCheck{good("integ", vSize)}}); got.Verified != 1 || got.Damaged != 0 {
+	if got := e.report("dn-1", internalapi.IntegrityReport{Checks: []internalapi.IntegrityCheck{good("integ", vSize)}}); got.Verified != 1 || len(got.Problems) != 0 {
 		t.Fatalf("repair response = %+v", got)
 	}
 	if r, _ := e.checkOf(vSize.ID); !r.ok || r.kind != "" || r.foundSize != nil || r.foundSHA != nil || r.detail != "" {
@@ -138,7 +135,7 @@ func TestIntegrityReport(t *testing.T) {
 	fresh := e.upload(tok, "integ", 14).Version
 	got = e.report("dn-1", internalapi.IntegrityReport{Complete: true, ScanID: scan, ScanAge: 10 * time.Second,
 		Checks: []internalapi.IntegrityCheck{good("integ", vOK)}})
-	if got.Verified != 1 || got.Damaged != 0 || got.Missing != 3 {
+	if got.Verified != 1 || len(got.Problems) != 0 || got.Missing != 3 {
 		t.Fatalf("complete scan response = %+v; want 1 verified, 3 missing", got)
 	}
 	for _, v := range []shared.Version{vSize, vSHA, vBad} {
@@ -239,7 +236,7 @@ func TestIntegrityFullBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := e.report("dn-1", internalapi.IntegrityReport{Checks: checks})
-	if got.Verified != 990 || got.Damaged != 10 || len(got.Unknown) != 0 {
+	if got.Verified != 990 || len(got.Problems) != 10 || len(got.Unknown) != 0 {
 		t.Fatalf("response = %+v; want 990 verified, 10 damaged", got)
 	}
 	if n := e.count("SELECT count(*) FROM version_checks WHERE ok"); n != 990 {
@@ -250,17 +247,7 @@ func TestIntegrityFullBatch(t *testing.T) {
 	}
 
 	// The same batch through a traced pool: the statements do not grow with the batch.
-	counter := &statementCounter{}
-	cfg := e.db.Pool.Config()
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(e.ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	traced := &postgres.DB{Pool: pool}
-	svc := New(Config{DB: traced, Redis: e.rdb, Auth: auth.New(auth.Config{DB: traced, Redis: e.rdb, KeyPrefix: e.prefix,
-		SigningKey: e.key}), KeyPrefix: e.prefix, NodeSecret: testSecret})
+	svc, counter := e.tracedService(t)
 	counter.take()
 	if _, err := svc.Integrity(e.ctx, "dn-1", internalapi.IntegrityReport{Complete: true, ScanID: uuid.NewString(), ScanAge: time.Second, Checks: checks}); err != nil {
 		t.Fatal(err)

@@ -52,12 +52,9 @@ func (c *statementCounter) take() []string {
 	return out
 }
 
-// TestStatementsPerUpload counts the PostgreSQL statements of one admitted and committed
-// upload, the token check included (issue 7's target: at most 6).
-func TestStatementsPerUpload(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	e.collection("c1", func(c *shared.Collection) { c.MaxCollectionSize = 0 })
+// tracedService is a service on its own pool whose statements counter counts.
+func (e *env) tracedService(t *testing.T) (*Service, *statementCounter) {
+	t.Helper()
 	counter := &statementCounter{}
 	cfg := e.db.Pool.Config()
 	cfg.ConnConfig.Tracer = counter
@@ -67,8 +64,17 @@ func TestStatementsPerUpload(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	traced := &postgres.DB{Pool: pool}
-	svc := New(Config{DB: traced, Redis: e.rdb, Auth: auth.New(auth.Config{DB: traced, Redis: e.rdb, KeyPrefix: e.prefix,
-		SigningKey: e.key}), KeyPrefix: e.prefix, NodeSecret: testSecret})
+	return New(Config{DB: traced, Redis: e.rdb, Auth: auth.New(auth.Config{DB: traced, Redis: e.rdb, KeyPrefix: e.prefix,
+		SigningKey: e.key}), KeyPrefix: e.prefix, NodeSecret: testSecret}), counter
+}
+
+// TestStatementsPerUpload counts the PostgreSQL statements of one admitted and committed
+// upload, the token check included (issue 7's target: at most 6).
+func TestStatementsPerUpload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.collection("c1", func(c *shared.Collection) { c.MaxCollectionSize = 0 })
+	svc, counter := e.tracedService(t)
 	tok := e.uploader()
 	upload := func() []string {
 		counter.take()
