@@ -55,7 +55,6 @@ func (s *Service) Integrity(ctx context.Context, node string, rep internalapi.In
 				if vc.OK {
 					resp.Verified++
 				} else {
-					resp.Damaged++
 					resp.Problems = append(resp.Problems, internalapi.IntegrityProblem{CollectionID: c.CollectionID,
 						VersionID: vc.VersionID, Kind: vc.Kind, Detail: vc.Detail})
 				}
@@ -77,9 +76,9 @@ func (s *Service) Integrity(ctx context.Context, node string, rep internalapi.In
 	if err != nil {
 		return internalapi.IntegrityResponse{}, dbError(err)
 	}
-	if resp.Damaged > 0 || resp.Missing > 0 {
+	if len(resp.Problems) > 0 || resp.Missing > 0 {
 		s.log.WarnContext(ctx, "data node reported stored versions that fail their checks", "node", node,
-			"damaged", resp.Damaged, "missing", resp.Missing, "verified", resp.Verified)
+			"damaged", len(resp.Problems), "missing", resp.Missing, "verified", resp.Verified)
 	}
 	return resp, nil
 }

@@ -185,10 +185,9 @@ type IntegrityCheck struct {
 // IntegrityResponse sums up the report as the control plane recorded it.
 type IntegrityResponse struct {
 	Verified int `json:"verified"` // checks that matched their version row
-	Damaged  int `json:"damaged"`  // checks that did not (size, sha256, or a Problem)
 	Missing  int `json:"missing"`  // versions recorded on the node that a complete scan did not find
-	// Problems lists the checks of this report that did not match, with what the control
-	// plane recorded about them.
+	// Problems lists the checks of this report that did not match their version row (size,
+	// sha256, or a Problem), with what the control plane recorded about them.
 	Problems []IntegrityProblem `json:"problems"`
 	// Unknown lists checked files that have no version row: not recorded anywhere, and never
 	// deleted for it (a node only deletes what the control plane names).

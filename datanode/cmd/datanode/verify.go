@@ -181,7 +181,7 @@ func (v *verifier) send(ctx context.Context, complete bool) error {
 		return fmt.Errorf("report to the control plane: %w", err)
 	}
 	v.verified += res.Verified
-	v.damaged += res.Damaged
+	v.damaged += len(res.Problems)
 	v.missing += res.Missing
 	v.unknown += len(res.Unknown)
 	for _, u := range res.Unknown {
