@@ -133,7 +133,7 @@ func requireStored(t *testing.T, c *cluster, node *dataNode, collection string, 
 		}
 	}
 	slices.Sort(want)
-	if got := withoutSidecars(node.view.CollectionFiles(t, collection), want); !slices.Equal(got, want) {
+	if got := node.view.CollectionFiles(t, collection); !slices.Equal(got, want) {
 		t.Errorf("%s's disk holds %v for %s, want exactly %v", node.name, got, collection, want)
 	}
 	for _, o := range c.nodes {
@@ -144,28 +144,6 @@ func requireStored(t *testing.T, c *cluster, node *dataNode, collection string, 
 	if left := node.view.Leftovers(t); len(left) > 0 {
 		t.Errorf("%s's disk has temporary files after finished uploads: %v", node.name, left)
 	}
-}
-
-// sidecarOf returns the version whose block checksums a stored file named name holds
-// (".<versionID>.sums", next to the version's file).
-func sidecarOf(name string) (versionID string, ok bool) {
-	if strings.HasPrefix(name, ".tmp-") || strings.HasPrefix(name, ".staged-") {
-		return "", false
-	}
-	rest, ok := strings.CutPrefix(name, ".")
-	if !ok {
-		return "", false
-	}
-	return strings.CutSuffix(rest, ".sums")
-}
-
-// withoutSidecars drops from names the checksum sidecars of the versions ids; a sidecar of any
-// other version stays, to be reported.
-func withoutSidecars(names, ids []string) []string {
-	return slices.DeleteFunc(slices.Clone(names), func(n string) bool {
-		id, ok := sidecarOf(n)
-		return ok && slices.Contains(ids, id)
-	})
 }
 
 // orphanProblems compares every node's disk with the versions table and describes each
@@ -200,12 +178,6 @@ func orphanProblems(t *testing.T, c *cluster) []string {
 			}
 			if strings.HasPrefix(parts[2], ".tmp-") || strings.HasPrefix(parts[2], ".staged-") {
 				problems = append(problems, fmt.Sprintf("%s holds a temporary file %s", n.name, f))
-				continue
-			}
-			if id, ok := sidecarOf(parts[2]); ok {
-				if node, ok := recorded[parts[1]+"/"+id]; !ok || node != n.name {
-					problems = append(problems, fmt.Sprintf("%s holds %s, the checksums of no version recorded there", n.name, f))
-				}
 				continue
 			}
 			key := parts[1] + "/" + parts[2]
