@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -97,25 +95,15 @@ func cluster(t *testing.T, sz sizes, bins stack.Binaries, rep *reporter) {
 	// space by well over the 1% that triggers an announcement, and no other node's.
 	const fsSize = 64 * mib
 	ballastSize := int64(2 * mib) // 3% of fsSize
-	parent := t.TempDir()
 	opts := make([]stack.NodeOptions, sz.clusterNodes)
 	ownFS := true
 	for i := range opts {
-		dir := filepath.Join(parent, fmt.Sprintf("fs-%d", i+1))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", fsSize), "tmpfs", dir).CombinedOutput()
+		dir, err := stack.OwnFilesystem(t, fsSize)
 		if err != nil {
-			t.Logf("cannot mount a tmpfs (%v: %s); every node shares /dev/shm and changes run one at a time", err, out)
+			t.Logf("%v; every node shares /dev/shm and changes run one at a time", err)
 			ownFS = false
 			break
 		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-				t.Logf("umount %s: %v: %s", dir, err, out)
-			}
-		})
 		opts[i].DiskParent = dir
 	}
 	if !ownFS {
