@@ -80,7 +80,7 @@ type Service struct {
 	// a flood from many IPs must not exhaust it.
 	hashSlots chan struct{}
 
-	verified verifiedTokens
+	verified token.Cache
 	touchMu  sync.Mutex
 	touched  map[string]time.Time // jti -> last TouchToken, to write at most once a minute
 }
@@ -398,7 +398,7 @@ func validateScope(in []shared.ScopeEntry) ([]shared.ScopeEntry, error) {
 // lets a revoked token through and a PostgreSQL outage fails closed.
 func (s *Service) Authenticate(ctx context.Context, bearer, ip string) (shared.Principal, error) {
 	now := s.now()
-	claims, err := s.verified.verify(s.verifyKeys, bearer, now)
+	claims, err := s.verified.Verify(s.verifyKeys, bearer, now)
 	if errors.Is(err, token.ErrExpired) {
 		return shared.Principal{}, shared.Errorf(shared.CodeTokenExpired, "the token has expired")
 	}

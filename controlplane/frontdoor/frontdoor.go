@@ -59,6 +59,7 @@ type FrontDoor struct {
 	nodes   locationCache
 	buffers *bufferPool
 	conns   nodePool // downloads' connections (download.go)
+	tokens  token.Cache
 }
 
 // locationTTL is how long a collection's node is remembered. Collections never move between
@@ -290,7 +291,7 @@ func (f *FrontDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		envelope.WriteError(w, shared.Errorf(shared.CodeUnauthenticated, "an Authorization: Bearer token is required"))
 		return
 	}
-	if _, err := token.Verify(f.cfg.Keys, strings.TrimSpace(bearer), f.cfg.Now()); err != nil {
+	if _, err := f.tokens.Verify(f.cfg.Keys, strings.TrimSpace(bearer), f.cfg.Now()); err != nil {
 		code := shared.CodeUnauthenticated
 		if errors.Is(err, token.ErrExpired) {
 			code = shared.CodeTokenExpired

@@ -54,6 +54,7 @@ type Handler struct {
 	cp             *admission.Client
 	reconciler     *Reconciler
 	keys           token.Keys
+	tokens         token.Cache // verified signatures of recent tokens
 	secret         []byte
 	healthCode     string
 	log            *slog.Logger
@@ -153,7 +154,7 @@ func (h *Handler) authenticate(r *http.Request) (internalapi.Caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return internalapi.Caller{}, shared.Errorf(shared.CodeUnauthenticated, "a bearer token is required")
 	}
-	if _, err := token.Verify(h.keys, tok, h.now()); err != nil {
+	if _, err := h.tokens.Verify(h.keys, tok, h.now()); err != nil {
 		if errors.Is(err, token.ErrExpired) {
 			return internalapi.Caller{}, shared.Wrap(err, shared.CodeTokenExpired, "the token has expired")
 		}
