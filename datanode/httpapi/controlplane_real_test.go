@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,6 +83,59 @@ type realControlPlane struct {
 	failCommits atomic.Int64
 }
 
+// runControlPlane starts the control plane binary with args and waits until base answers
+// /livez. On failure it returns the error and the process's log; on success the process runs
+// until the test ends.
+func runControlPlane(t *testing.T, args []string, base string) (string, error) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "controlplane.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	cmd := exec.Command(controlPlaneBin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logFile.Close()
+		if t.Failed() {
+			t.Logf("control plane log:\n%s", readLog())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/livez")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return "", nil
+			}
+		}
+		select {
+		case <-done:
+			return readLog(), errors.New("the control plane exited")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return readLog(), errors.New("the control plane did not come up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,67 +175,34 @@ func startControlPlane(t *testing.T, secret []byte, nodeName string, extraArgs .
 	dbURL := u.String()
 
 	dataDir := t.TempDir()
-	listen := freePort(t)
 	gossipKey := make([]byte, 32)
 	_, _ = rand.Read(gossipKey)
 	adminPassword := "admin-password-" + uuid.NewString()
-	logPath := filepath.Join(t.TempDir(), "controlplane.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{
-		"-database-url=" + dbURL, "-redis-url=" + redisURL, "-redis-prefix=t-" + uuid.NewString() + ":",
-		"-listen=" + listen, "-base-url=http://" + listen, "-app-env=dev",
-		"-health-check-code=cp-health-" + uuid.NewString(), "-metrics-code=cp-metrics-" + uuid.NewString(),
-		"-gossip-bind=" + freePort(t), "-gossip-key=" + base64.StdEncoding.EncodeToString(gossipKey),
-		"-node-name=controlplane-" + name, "-node-secret=" + string(secret), "-data-dir=" + dataDir,
-		"-create-signing-key=true", "-bootstrap-admin-email=admin@example.org",
-		"-bootstrap-admin-password=" + adminPassword, "-log-level=warn"}
-	cmd := exec.Command(controlPlaneBin, append(args, extraArgs...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("control plane log:\n%s", b)
-		}
-	})
-	cp := &realControlPlane{t: t, direct: "http://" + listen, secret: secret, dataDir: dataDir, calls: map[string]int{}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(cp.direct + "/livez")
+	// The ports are free when picked, but another process of this busy machine may take one
+	// before the control plane binds it: then it exits at once, and the start is retried on
+	// new ports.
+	var listen string
+	for attempt := 1; ; attempt++ {
+		listen = freePort(t)
+		args := []string{
+			"-database-url=" + dbURL, "-redis-url=" + redisURL, "-redis-prefix=t-" + uuid.NewString() + ":",
+			"-listen=" + listen, "-base-url=http://" + listen, "-app-env=dev",
+			"-health-check-code=cp-health-" + uuid.NewString(), "-metrics-code=cp-metrics-" + uuid.NewString(),
+			"-gossip-bind=" + freePort(t), "-gossip-key=" + base64.StdEncoding.EncodeToString(gossipKey),
+			"-node-name=controlplane-" + name, "-node-secret=" + string(secret), "-data-dir=" + dataDir,
+			"-create-signing-key=true", "-bootstrap-admin-email=admin@example.org",
+			"-bootstrap-admin-password=" + adminPassword, "-log-level=warn"}
+		log, err := runControlPlane(t, append(args, extraArgs...), "http://"+listen)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+			break
 		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("the control plane exited:\n%s", b)
-		default:
+		if attempt < 3 && strings.Contains(log, "address already in use") {
+			t.Logf("control plane start %d: a port was taken meanwhile; retrying on new ports", attempt)
+			continue
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("the control plane did not come up:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatalf("%v:\n%s", err, log)
 	}
+	cp := &realControlPlane{t: t, direct: "http://" + listen, secret: secret, dataDir: dataDir, calls: map[string]int{}}
 	cp.keys = readVerifyKey(t, filepath.Join(dataDir, "verify-key.pem"))
 	if cp.db, err = pgx.Connect(ctx, dbURL); err != nil {
 		t.Fatal(err)
