@@ -131,7 +131,9 @@ func TestSuite(t *testing.T) {
 	sz := sizesFor(mode == "quick")
 	rep := &reporter{}
 	bins, prof := buildBinaries(t, os.Getenv("BENCH_PROFILE_DIR"))
-	t.Logf("machine: %d CPUs; mode %s", runtime.NumCPU(), mode)
+	hashRate, copyRate := SpeedReference()
+	t.Logf("machine: %d CPUs; one core hashes sha256 at %.0f MB/s and copies memory at %.0f MB/s; mode %s",
+		runtime.NumCPU(), hashRate, copyRate, mode)
 
 	t.Run("single-node", func(t *testing.T) { singleNode(t, sz, bins, prof, rep) })
 	t.Run("cluster", func(t *testing.T) { cluster(t, sz, bins, rep) })
