@@ -109,7 +109,8 @@ var (
 )
 
 // TestSystemdSandboxAllowsWhatTheBinariesDo runs a control plane and a data node under strace
-// through start-up, an upload, a download, health, metrics and shutdown, and checks that every
+// through start-up, an upload, a download, a `datanode verify` scan, health, metrics and
+// shutdown, and checks that every
 // system call and socket family they used is one the units' SystemCallFilter= and
 // RestrictAddressFamilies= allow: a unit whose filter missed one would be killed with SIGSYS.
 func TestSystemdSandboxAllowsWhatTheBinariesDo(t *testing.T) {
@@ -122,6 +123,7 @@ func TestSystemdSandboxAllowsWhatTheBinariesDo(t *testing.T) {
 	}
 	cpBin, cpLog := straceWrapper(t, dir, "controlplane", strace, bins.ControlPlane)
 	dnBin, dnLog := straceWrapper(t, dir, "datanode", strace, bins.DataNode)
+	verifyBin, verifyLog := straceWrapper(t, dir, "datanode-verify", strace, bins.DataNode)
 
 	t.Run("exercise", func(t *testing.T) {
 		st := stack.Start(t, stack.Options{Binaries: stack.Binaries{ControlPlane: cpBin, DataNode: dnBin},
@@ -141,6 +143,14 @@ func TestSystemdSandboxAllowsWhatTheBinariesDo(t *testing.T) {
 		if a, err := st.Download(ctx, st.URL, tok.Token, collection, "latest", stack.ReadOptions{}); err != nil || a.Status != http.StatusOK {
 			t.Fatalf("download: %v %v", err, a)
 		}
+		// The weekly scan's unit runs `datanode verify` beside the node, with its settings.
+		node := st.Nodes[0]
+		scan := exec.CommandContext(ctx, verifyBin, "verify")
+		scan.Env = []string{"PATH=" + os.Getenv("PATH"), "BR_NODE_NAME=" + node.Name, "BR_DISKS=" + strings.Join(node.Disks, ","),
+			"BR_CONTROLPLANE_URL=" + st.URL, "BR_NODE_SECRET=" + st.NodeSecret}
+		if out, err := scan.CombinedOutput(); err != nil || !strings.Contains(string(out), "1 match their records") {
+			t.Fatalf("datanode verify: %v\n%s", err, out)
+		}
 		for _, u := range []string{st.URL + "/health?code=" + st.HealthCheckCode, st.Nodes[0].URL + "/health?code=" + st.HealthCheckCode,
 			st.URL + "/metrics", st.Nodes[0].URL + "/metrics", st.URL + "/readyz", st.Nodes[0].URL + "/readyz",
 			st.URL + "/metrics/backup_repository_report/influxdb?code=" + st.MetricsCode} {
@@ -155,6 +165,7 @@ func TestSystemdSandboxAllowsWhatTheBinariesDo(t *testing.T) {
 	for _, c := range []struct{ unit, log string }{
 		{"backup-repository-controlplane.service", cpLog},
 		{"backup-repository-datanode.service", dnLog},
+		{"backup-repository-datanode-verify.service", verifyLog},
 	} {
 		u := parseUnit(t, c.unit, deployFile(t, filepath.Join("systemd", c.unit)))
 		allowed := allowedSyscalls(t, groups, u["Service"]["SystemCallFilter"])

@@ -180,6 +180,16 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 		paths = append(paths, write(name, strings.Replace(text, exec, "ExecStart="+c.bin+"\n", 1)))
 	}
+	// The weekly scan: its service runs the data node binary's verify subcommand, and verify
+	// checks a timer against the service of the same name beside it.
+	verifyUnit := deployFile(t, filepath.Join("systemd", "backup-repository-datanode-verify.service"))
+	verifyExec := "ExecStart=/usr/local/bin/backup-repository-datanode verify\n"
+	if !strings.Contains(verifyUnit, verifyExec) {
+		t.Fatalf("backup-repository-datanode-verify.service: no %q line", strings.TrimSpace(verifyExec))
+	}
+	paths = append(paths,
+		write("backup-repository-datanode-verify.service", strings.Replace(verifyUnit, verifyExec, "ExecStart="+bins.DataNode+" verify\n", 1)),
+		write("backup-repository-datanode-verify.timer", deployFile(t, filepath.Join("systemd", "backup-repository-datanode-verify.timer"))))
 
 	verify := func(files ...string) string {
 		out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
@@ -200,6 +210,9 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 
 	exposure := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
 	for _, p := range paths {
+		if strings.HasSuffix(p, ".timer") {
+			continue // security rates services
+		}
 		out, err := exec.Command(sa, "security", "--offline=true", p).CombinedOutput()
 		m := exposure.FindSubmatch(out)
 		if err != nil || m == nil {
@@ -221,4 +234,51 @@ func mustLast(t *testing.T, u unit, section, key string) string {
 		t.Fatalf("[%s] %s missing", section, key)
 	}
 	return v
+}
+
+// TestSystemdVerifyTimer checks the weekly `datanode verify` units against the data node's:
+// the scan must run as the node's user with the node's settings on the node's disks, and be
+// unable to write to them.
+func TestSystemdVerifyTimer(t *testing.T) {
+	t.Parallel()
+	node := parseUnit(t, "datanode", deployFile(t, filepath.Join("systemd", "backup-repository-datanode.service")))
+	scan := parseUnit(t, "verify", deployFile(t, filepath.Join("systemd", "backup-repository-datanode-verify.service")))
+	timer := parseUnit(t, "timer", deployFile(t, filepath.Join("systemd", "backup-repository-datanode-verify.timer")))
+
+	if got := mustLast(t, scan, "Service", "Type"); got != "oneshot" {
+		t.Errorf("Type=%s, want oneshot", got)
+	}
+	if got, want := mustLast(t, scan, "Service", "ExecStart"), mustLast(t, node, "Service", "ExecStart")+" verify"; got != want {
+		t.Errorf("ExecStart=%s, want %s", got, want)
+	}
+	for _, k := range []string{"EnvironmentFile", "User", "Group", "ProtectSystem", "NoNewPrivileges",
+		"CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallFilter"} {
+		if got, want := scan["Service"][k], node["Service"][k]; !slices.Equal(got, want) {
+			t.Errorf("[Service] %s=%v, the data node's is %v", k, got, want)
+		}
+	}
+	if got, want := scan["Unit"]["RequiresMountsFor"], node["Unit"]["RequiresMountsFor"]; !slices.Equal(got, want) {
+		t.Errorf("RequiresMountsFor=%v, the data node's is %v", got, want)
+	}
+	if rw := scan["Service"]["ReadWritePaths"]; len(rw) > 0 {
+		t.Errorf("ReadWritePaths=%v: the scan changes nothing on disk and must not be able to", rw)
+	}
+
+	if cal := mustLast(t, timer, "Timer", "OnCalendar"); cal == "" {
+		t.Error("the timer has no OnCalendar=")
+	}
+	if p, _ := timer.last("Timer", "Persistent"); p != "true" {
+		t.Errorf("Persistent=%q: a scan missed while the machine was off would wait another week", p)
+	}
+	if u, ok := timer.last("Timer", "Unit"); ok && u != "backup-repository-datanode-verify.service" {
+		t.Errorf("the timer starts %s", u)
+	}
+	if w := mustLast(t, timer, "Install", "WantedBy"); w != "timers.target" {
+		t.Errorf("WantedBy=%s, want timers.target", w)
+	}
+
+	// The binary knows the subcommand the unit runs.
+	if out, err := exec.Command(bins.DataNode, "verify", "-h").CombinedOutput(); err != nil {
+		t.Errorf("datanode verify -h: %v\n%s", err, out)
+	}
 }
