@@ -6,19 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -141,10 +137,10 @@ func startCluster(t *testing.T, pool *dockertest.Pool, cpBin string) *cluster {
 
 	cp := c.newControlPlane(t, "controlplane-1", nil)
 	c.cps = append(c.cps, cp)
-	if err := cp.start(); err != nil {
+	if err := cp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.waitLive(ctx); err != nil {
+	if err := cp.WaitLive(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c.api = &stack.Stack{URL: cp.url, DB: db, HTTP: &http.Client{}, AdminEmail: c.adminEmail,
@@ -408,13 +404,8 @@ func (c *cluster) node(t *testing.T, name string) *dataNode {
 
 // controlPlane is a control plane process on the host.
 type controlPlane struct {
-	name, url, gossipAddr, dataDir, logPath string
-	env                                     []string
-	bin                                     string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	*stack.Process
+	url, gossipAddr, dataDir string
 }
 
 // newControlPlane prepares (does not start) a control plane on the gateway address with free
@@ -422,14 +413,9 @@ type controlPlane struct {
 func (c *cluster) newControlPlane(t *testing.T, name string, extra []string) *controlPlane {
 	t.Helper()
 	httpPort, gossipPort := freePort(t, c.gateway), freePort(t, c.gateway)
-	p := &controlPlane{
-		name:       name,
-		url:        "http://" + net.JoinHostPort(c.gateway, strconv.Itoa(httpPort)),
-		gossipAddr: net.JoinHostPort(c.gateway, strconv.Itoa(gossipPort)),
-		dataDir:    filepath.Join(c.dir, name),
-		logPath:    filepath.Join(c.dir, name+".log"),
-		bin:        c.cpBin,
-	}
+	url := "http://" + net.JoinHostPort(c.gateway, strconv.Itoa(httpPort))
+	gossipAddr := net.JoinHostPort(c.gateway, strconv.Itoa(gossipPort))
+	dataDir := filepath.Join(c.dir, name)
 	joins := []string{}
 	for _, n := range c.nodes {
 		joins = append(joins, n.gossipAddr()) // so that a restarted control plane finds the nodes again
@@ -437,128 +423,43 @@ func (c *cluster) newControlPlane(t *testing.T, name string, extra []string) *co
 	for _, o := range c.cps {
 		joins = append(joins, o.gossipAddr)
 	}
-	p.env = append([]string{
+	env := append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir(),
 		"BR_DATABASE_URL=" + c.dbURL,
 		"BR_REDIS_URL=" + c.redisURL,
 		"BR_REDIS_PREFIX=" + c.redisPrefix,
 		"BR_LISTEN=" + net.JoinHostPort(c.gateway, strconv.Itoa(httpPort)),
-		"BR_BASE_URL=" + p.url,
+		"BR_BASE_URL=" + url,
 		"BR_APP_ENV=test",
 		"BR_HEALTH_CHECK_CODE=" + c.healthCode,
 		"BR_METRICS_CODE=" + c.metricsCode,
-		"BR_GOSSIP_BIND=" + p.gossipAddr,
-		"BR_GOSSIP_ADVERTISE=" + p.gossipAddr,
+		"BR_GOSSIP_BIND=" + gossipAddr,
+		"BR_GOSSIP_ADVERTISE=" + gossipAddr,
 		"BR_GOSSIP_JOIN=" + strings.Join(joins, ","),
 		"BR_GOSSIP_KEY=" + c.gossipKey,
 		"BR_NODE_NAME=" + name,
 		"BR_NODE_SECRET=" + c.nodeSecret,
-		"BR_DATA_DIR=" + p.dataDir,
+		"BR_DATA_DIR=" + dataDir,
 		"BR_CREATE_SIGNING_KEY=true",
 		"BR_BOOTSTRAP_ADMIN_EMAIL=" + c.adminEmail,
 		"BR_BOOTSTRAP_ADMIN_PASSWORD=" + c.adminPassword,
 		"BR_LOG_LEVEL=info",
 	}, extra...)
+	p := &controlPlane{
+		Process:    stack.NewProcess(name, c.cpBin, filepath.Join(c.dir, name+".log"), url+"/livez", env),
+		url:        url,
+		gossipAddr: gossipAddr,
+		dataDir:    dataDir,
+	}
 	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			t.Logf("stop %s: %v", name, err)
 		}
 		if t.Failed() {
-			t.Logf("---- last lines of %s (%s) ----\n%s", name, p.logPath, p.tail(120))
+			t.Logf("---- last lines of %s (%s) ----\n%s", name, p.LogPath, p.Tail(120))
 		}
 	})
 	return p
-}
-
-func (p *controlPlane) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done != nil {
-		select {
-		case <-p.done:
-		default:
-			return fmt.Errorf("%s is already running", p.name)
-		}
-	}
-	log, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("open log of %s: %w", p.name, err)
-	}
-	cmd := exec.Command(p.bin)
-	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return fmt.Errorf("start %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
-	p.cmd, p.done = cmd, done
-	go func() {
-		_ = cmd.Wait() // the exit status of a killed or stopped control plane tells nothing
-		log.Close()
-		close(done)
-	}()
-	return nil
-}
-
-func (p *controlPlane) current() (*exec.Cmd, chan struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd, p.done
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *controlPlane) kill() {
-	cmd, done := p.current()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-done
-}
-
-// stop sends SIGTERM, then SIGKILL after 10 s.
-func (p *controlPlane) stop() error {
-	cmd, done := p.current()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-done:
-		return nil
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
-		p.kill()
-		return errors.New("did not stop within 10 s of SIGTERM; killed")
-	}
-}
-
-// waitLive polls /livez until it answers 200, the process exits or ctx ends.
-func (p *controlPlane) waitLive(ctx context.Context) error {
-	_, done := p.current()
-	errc := make(chan error, 1)
-	go func() { errc <- waitHTTP(ctx, p.url+"/livez") }()
-	select {
-	case err := <-errc:
-		return err
-	case <-done:
-		return fmt.Errorf("%s exited before serving:\n%s", p.name, p.tail(30))
-	}
-}
-
-func (p *controlPlane) tail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // waitHTTP polls url until it answers 200 or ctx ends.

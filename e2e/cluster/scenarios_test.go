@@ -89,15 +89,15 @@ func (s *suite) twoControlPlanes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	started := time.Now()
-	if err := cp2.start(); err != nil {
+	if err := cp2.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := cp2.stop(); err != nil {
-			t.Errorf("stop %s: %v", cp2.name, err)
+		if err := cp2.Stop(); err != nil {
+			t.Errorf("stop %s: %v", cp2.Name, err)
 		}
 	}()
-	if err := cp2.waitLive(ctx); err != nil {
+	if err := cp2.WaitLive(ctx); err != nil {
 		t.Fatal(err)
 	}
 	api2 := *c.api
@@ -107,7 +107,7 @@ func (s *suite) twoControlPlanes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%s up and seeing every data node alive through gossip after %s", cp2.name, time.Since(started).Round(time.Millisecond))
+	t.Logf("%s up and seeing every data node alive through gossip after %s", cp2.Name, time.Since(started).Round(time.Millisecond))
 
 	tn := newTenant(t, c)
 	coll, node := newCollection(t, c, tn)
@@ -133,20 +133,20 @@ func (s *suite) twoControlPlanes(t *testing.T) {
 	// is revoked through CP1.
 	doomed := c.api.IssueToken(t, tn.user.ID, stack.TokenOptions{})
 	if st := whoami(&api2, doomed.Token); st != http.StatusOK {
-		t.Fatalf("whoami on %s with a fresh token answered %d", cp2.name, st)
+		t.Fatalf("whoami on %s with a fresh token answered %d", cp2.Name, st)
 	}
 	if st := listStatus(&api2, doomed.Token); st != http.StatusOK {
-		t.Fatalf("listing through %s with a fresh token answered %d", cp2.name, st)
+		t.Fatalf("listing through %s with a fresh token answered %d", cp2.Name, st)
 	}
 	c.api.RevokeToken(t, doomed.ID)
 	if st := whoami(&api2, doomed.Token); st != http.StatusUnauthorized {
-		t.Errorf("whoami on %s with a token revoked through %s answered %d, want 401", cp2.name, cp1.name, st)
+		t.Errorf("whoami on %s with a token revoked through %s answered %d, want 401", cp2.Name, cp1.Name, st)
 	}
 	if st := listStatus(&api2, doomed.Token); st != http.StatusUnauthorized {
-		t.Errorf("listing through %s with a token revoked through %s answered %d, want 401", cp2.name, cp1.name, st)
+		t.Errorf("listing through %s with a token revoked through %s answered %d, want 401", cp2.Name, cp1.Name, st)
 	}
 	if st := whoami(c.api, doomed.Token); st != http.StatusUnauthorized {
-		t.Errorf("whoami on %s with a token revoked there answered %d, want 401", cp1.name, st)
+		t.Errorf("whoami on %s with a token revoked there answered %d, want 401", cp1.Name, st)
 	}
 
 	// Upload lock: a slow upload through CP1 holds it; through CP2 a second one is refused.
@@ -157,25 +157,25 @@ func (s *suite) twoControlPlanes(t *testing.T) {
 	waitMark(t, body, up)
 	second, err := api2.Upload(ctx, api2.URL, tn.token, coll, bytes.NewReader(randomBytes(4096)), stack.UploadOptions{Chunked: true})
 	if err != nil {
-		t.Fatalf("second upload through %s: %v", cp2.name, err)
+		t.Fatalf("second upload through %s: %v", cp2.Name, err)
 	}
 	if second.Status != http.StatusConflict || second.Code() != "UPLOAD_IN_PROGRESS" {
 		t.Errorf("second upload through %s while one streams through %s answered %s, want 409 UPLOAD_IN_PROGRESS",
-			cp2.name, cp1.name, second)
+			cp2.Name, cp1.Name, second)
 	}
 	// The front door of either replica routes to the node, which asks CP1 (its control-plane
 	// URL). To see CP2 itself consult the shared lock, ask CP2's internal API as that node does.
 	status, code, uploadID := admitOn(t, c, cp2, n.name, tn.token, coll)
 	if status != http.StatusConflict || code != "UPLOAD_IN_PROGRESS" {
 		t.Errorf("admit on %s while an upload streams through %s answered %d %s, want 409 UPLOAD_IN_PROGRESS",
-			cp2.name, cp1.name, status, code)
+			cp2.Name, cp1.Name, status, code)
 	}
 	if uploadID != "" {
 		abortOn(t, c, cp2, n.name, uploadID)
 	}
 	r := <-up
 	if r.err != nil || r.answer.Status != http.StatusOK {
-		t.Fatalf("the slow upload through %s: %s", cp1.name, r)
+		t.Fatalf("the slow upload through %s: %s", cp1.Name, r)
 	}
 	first, err := r.answer.Version()
 	if err != nil || first.SHA256 != body.sum() {
@@ -211,7 +211,7 @@ func abortOn(t *testing.T, c *cluster, cp *controlPlane, node, uploadID string) 
 	t.Helper()
 	body, _ := json.Marshal(internalapi.UploadRef{UploadID: uploadID})
 	if status, out := internalCall(t, c, cp, node, internalapi.PathAbort, body); status != http.StatusOK {
-		t.Errorf("abort upload %s on %s: %d %s", uploadID, cp.name, status, out)
+		t.Errorf("abort upload %s on %s: %d %s", uploadID, cp.Name, status, out)
 	}
 }
 
@@ -227,7 +227,7 @@ func internalCall(t *testing.T, c *cluster, cp *controlPlane, node, path string,
 	internalapi.Sign(req, []byte(c.nodeSecret), node, body, time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s on %s: %v", path, cp.name, err)
+		t.Fatalf("%s on %s: %v", path, cp.Name, err)
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode, readAllLimited(resp.Body, 1<<20)
@@ -494,18 +494,18 @@ func (s *suite) controlPlaneRestart(t *testing.T) {
 	waitMark(t, doorBody, doorUp)
 	waitMark(t, directBody, directUp)
 
-	cp.kill()
+	_ = cp.Kill()
 	killed := time.Now()
 	time.Sleep(time.Second)
-	if err := cp.start(); err != nil {
+	if err := cp.Start(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := cp.waitLive(ctx); err != nil {
+	if err := cp.WaitLive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("MEASURED control-plane restart: %s serving again %s after SIGKILL", cp.name, time.Since(killed).Round(time.Millisecond))
+	t.Logf("MEASURED control-plane restart: %s serving again %s after SIGKILL", cp.Name, time.Since(killed).Round(time.Millisecond))
 	for _, n := range c.nodes {
 		if _, err := c.waitState(ctx, c.api, n.name, "alive"); err != nil {
 			t.Fatal(err)

@@ -14,8 +14,10 @@ import (
 	"time"
 )
 
-// stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL.
-const stopGrace = 5 * time.Second
+// stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL: beyond the 2 s the
+// stacks give a data node's in-flight uploads (BR_SHUTDOWN_GRACE), with room for a busy
+// machine.
+const stopGrace = 10 * time.Second
 
 // Process is one product process: its binary, environment and log file stay the same across
 // restarts, so a restarted node finds its disks and its cluster again.
@@ -33,8 +35,14 @@ type Process struct {
 	err  error         // the current run's exit status, valid after done
 }
 
-// start launches the process; it does not wait for it to serve.
-func (p *Process) start() error {
+// NewProcess describes a process (it does not start it): bin runs with exactly env, appends its
+// output to logPath, and serves once livez answers 200.
+func NewProcess(name, bin, logPath, livez string, env []string) *Process {
+	return &Process{Name: name, LogPath: logPath, livez: livez, bin: bin, env: env}
+}
+
+// Start launches the process; it does not wait for it to serve (see WaitLive).
+func (p *Process) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd != nil {
@@ -157,14 +165,14 @@ func (p *Process) Stop() error {
 // failure is reported, but the process is started again all the same.
 func (p *Process) Restart(ctx context.Context) error {
 	stopErr := p.Stop()
-	if err := p.start(); err != nil {
+	if err := p.Start(); err != nil {
 		return errors.Join(stopErr, err)
 	}
-	return errors.Join(stopErr, p.waitLive(ctx))
+	return errors.Join(stopErr, p.WaitLive(ctx))
 }
 
-// waitLive polls the process's /livez until it answers 200, the process exits or ctx ends.
-func (p *Process) waitLive(ctx context.Context) error {
+// WaitLive polls the process's /livez until it answers 200, the process exits or ctx ends.
+func (p *Process) WaitLive(ctx context.Context) error {
 	_, done := p.current()
 	client := &http.Client{Timeout: time.Second}
 	for {

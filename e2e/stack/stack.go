@@ -207,19 +207,19 @@ func Start(t testing.TB, opts Options) *Stack {
 
 	t.Cleanup(func() { s.stop(t) })
 
-	if err := s.ControlPlane.start(); err != nil {
+	if err := s.ControlPlane.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.ControlPlane.waitLive(ctx); err != nil {
+	if err := s.ControlPlane.WaitLive(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range s.Nodes {
-		if err := n.start(); err != nil {
+		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, n := range s.Nodes {
-		if err := n.waitLive(ctx); err != nil {
+		if err := n.WaitLive(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
