@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +28,9 @@ const migrationLock = 0x6272_6d69_6772 // "brmigr"
 // DB wraps the one pool the control plane uses.
 type DB struct {
 	Pool *pgxpool.Pool
+
+	purgeMu sync.Mutex
+	purged  map[string]time.Time // node -> when Reserve last cleared its expired reservations
 }
 
 // Open connects to PostgreSQL and applies pending migrations.

@@ -117,6 +117,47 @@ func TestReserveRefusals(t *testing.T) {
 	}
 }
 
+// TestReservePurgesExpiredReservations checks that reservations of crashed uploads (expired
+// over a minute ago) are cleared by a node's first reservation, and then at most every
+// purgeEvery, while an expired reservation never counts against the node's room meanwhile.
+func TestReservePurgesExpiredReservations(t *testing.T) {
+	t.Parallel()
+	db, tenant, user, ids := uploadFixture(t, 3)
+	ctx := context.Background()
+	crashed := func(collection string) string {
+		id := uuid.NewString()
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO upload_reservations (id, collection_id, tenant_id, node_name, bytes, expires_at)
+			VALUES ($1, $2, $3, 'dn-1', 800, now() - interval '2 minutes')`, id, collection, tenant); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	exists := func(id string) bool {
+		var n int
+		if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM upload_reservations WHERE id = $1", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	reserve := func(collection string) {
+		res, err := db.Reserve(ctx, postgres.Reservation{ID: uuid.NewString(), CollectionID: collection, TenantID: tenant,
+			NodeName: "dn-1", UserID: user, Want: 100, Exact: true, Room: 1000, NextVersion: 1, Lease: time.Minute})
+		if err != nil || res.Bytes != 100 || res.NodeReserved != 0 && res.NodeReserved != 100 {
+			t.Fatalf("reserve on %s: %+v %v (an expired reservation must not count)", collection, res, err)
+		}
+	}
+	first := crashed(ids[0])
+	reserve(ids[1])
+	if exists(first) {
+		t.Error("the node's first reservation left a reservation expired two minutes ago")
+	}
+	second := crashed(ids[0])
+	reserve(ids[2])
+	if !exists(second) {
+		t.Error("a reservation right after the purge purged again; expected at most one purge per interval")
+	}
+}
+
 func TestCommitUploadInOneStatement(t *testing.T) {
 	t.Parallel()
 	db, tenant, user, ids := uploadFixture(t, 1)
