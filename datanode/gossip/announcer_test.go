@@ -225,6 +225,12 @@ func TestShutdownAnnouncesLeaving(t *testing.T) {
 	o := startObserver(t, key, 0)
 	a := startAnnouncer(t, key, o.ml.LocalNode().Address(), meta(5_000, 500_000))
 	waitFor(t, 3*time.Second, "dn-1 announced", sees(o, func(nodemeta.Meta) bool { return true }))
+	// The observer reports the join while the announcer is still reading the observer's side
+	// of the exchange. Shutting down before the announcer knows the observer would send
+	// nothing: memberlist only waits for a broadcast when some other member is alive, and the
+	// leave message then replaces the unsent metadata in the queue (CI saw this once, under
+	// load: the observer learned of the death by probing, with the old metadata).
+	waitFor(t, 3*time.Second, "observer known to dn-1", func() bool { return a.Members() == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.Shutdown(ctx); err != nil {
