@@ -28,9 +28,10 @@ var (
 
 // TokenService is what the admin service needs from auth.Service.
 type TokenService interface {
+	// Login, Issue and Revoke record their audit events in the transaction of their change.
 	Login(ctx context.Context, email, password, ip string) (shared.IssuedToken, error)
-	Issue(ctx context.Context, user shared.User, req shared.TokenRequest) (shared.IssuedToken, error)
-	Revoke(ctx context.Context, tokenID string) (shared.TokenRecord, error)
+	Issue(ctx context.Context, user shared.User, req shared.TokenRequest, audit auth.AuditToken) (shared.IssuedToken, error)
+	Revoke(ctx context.Context, tokenID string, ev shared.AuditEvent) (shared.TokenRecord, error)
 	RevokeUser(ctx context.Context, userID string) error
 }
 
@@ -110,14 +111,6 @@ func event(ctx context.Context, p shared.Principal, action, objectType, objectID
 	}
 	return shared.AuditEvent{ActorID: p.User.ID, TenantID: tenantID, Action: action, ObjectType: objectType,
 		ObjectID: objectID, IP: ip, Details: details}
-}
-
-// audit records an event for a change that had no transaction of its own to join. The change
-// is already made, so a failure is logged rather than turned into a failed request.
-func (s *Service) audit(ctx context.Context, ev shared.AuditEvent) {
-	if err := s.db.InsertAudit(ctx, ev); err != nil {
-		s.log.ErrorContext(ctx, "write audit event", "action", ev.Action, "object_id", ev.ObjectID, "err", err)
-	}
 }
 
 const (

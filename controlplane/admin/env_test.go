@@ -59,7 +59,7 @@ func (e *env) user(tenantID, email string, roles ...shared.Role) shared.User {
 	if roles == nil {
 		roles = []shared.Role{}
 	}
-	u, err := e.db.CreateUser(context.Background(), shared.User{Email: email, TenantID: tenantID, Roles: roles, Active: true}, e.hash)
+	u, err := e.db.CreateUser(context.Background(), shared.User{Email: email, TenantID: tenantID, Roles: roles, Active: true}, e.hash, pgtest.Event("createUser"))
 	if err != nil {
 		e.t.Fatalf("create user %s: %v", email, err)
 	}
@@ -70,7 +70,7 @@ func (e *env) user(tenantID, email string, roles ...shared.Role) shared.User {
 func (e *env) as(u shared.User, scope []shared.ScopeEntry) context.Context {
 	e.t.Helper()
 	ctx := auth.WithClientIP(context.Background(), "192.0.2.7")
-	tok, err := e.auth.Issue(ctx, u, shared.TokenRequest{Description: "test", Scope: scope})
+	tok, err := e.auth.Issue(ctx, u, shared.TokenRequest{Description: "test", Scope: scope}, pgtest.IssueEvent)
 	if err != nil {
 		e.t.Fatalf("issue token for %s: %v", u.Email, err)
 	}

@@ -161,9 +161,9 @@ func (s *Service) setDrained(ctx context.Context, name string, drained bool, act
 	if !Can(p, ManageNodes, "", "", nil) {
 		return shared.DataNode{}, forbidden()
 	}
-	if err := s.db.SetDrained(ctx, name, drained); err != nil {
+	if err := s.db.SetDrained(ctx, name, drained, event(ctx, p, action, "dataNode", name, "",
+		map[string]string{"drained": strconv.FormatBool(drained)})); err != nil {
 		return shared.DataNode{}, err
 	}
-	s.audit(ctx, event(ctx, p, action, "dataNode", name, "", map[string]string{"drained": strconv.FormatBool(drained)}))
 	return s.node(ctx, name)
 }

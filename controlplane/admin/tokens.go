@@ -69,14 +69,11 @@ func (s *Service) IssueToken(ctx context.Context, req shared.TokenRequest) (shar
 		}
 		names = append(names, c.ID)
 	}
-	tok, err := s.auth.Issue(ctx, target, req)
-	if err != nil {
-		return shared.IssuedToken{}, err
-	}
-	s.audit(ctx, event(ctx, p, "issueToken", "token", tok.Record.ID, target.TenantID, map[string]string{
-		"userId": target.ID, "description": req.Description, "once": strconv.FormatBool(req.Once),
-		"expiresAt": tok.Record.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"), "scope": strings.Join(names, ",")}))
-	return tok, nil
+	return s.auth.Issue(ctx, target, req, func(rec shared.TokenRecord) shared.AuditEvent {
+		return event(ctx, p, "issueToken", "token", rec.ID, target.TenantID, map[string]string{
+			"userId": target.ID, "description": req.Description, "once": strconv.FormatBool(req.Once),
+			"expiresAt": rec.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z"), "scope": strings.Join(names, ",")})
+	})
 }
 
 // RevokeToken revokes one of the caller's tokens or, for managers, a token of a user they
@@ -102,10 +99,6 @@ func (s *Service) RevokeToken(ctx context.Context, id string) (shared.TokenRecor
 			return shared.TokenRecord{}, forbidden()
 		}
 	}
-	rec, err = s.auth.Revoke(ctx, id)
-	if err != nil {
-		return shared.TokenRecord{}, err
-	}
-	s.audit(ctx, event(ctx, p, "revokeToken", "token", rec.ID, rec.TenantID, map[string]string{"userId": rec.UserID}))
-	return rec, nil
+	return s.auth.Revoke(ctx, id, event(ctx, p, "revokeToken", "token", rec.ID, rec.TenantID,
+		map[string]string{"userId": rec.UserID}))
 }

@@ -118,14 +118,9 @@ func (s *Service) CreateUser(ctx context.Context, in shared.UserInput) (shared.U
 	if err != nil {
 		return shared.User{}, err
 	}
-	u, err := s.db.CreateUser(ctx, shared.User{Email: in.Email, TenantID: tenantID, Roles: roles, Active: true,
-		ExpiresAt: in.ExpiresAt, AllowedIPs: ips}, hash)
-	if err != nil {
-		return shared.User{}, err
-	}
-	s.audit(ctx, event(ctx, p, "createUser", "user", u.ID, tenantID, map[string]string{
-		"email": u.Email, "roles": rolesText(u.Roles)}))
-	return u, nil
+	return s.db.CreateUser(ctx, shared.User{Email: in.Email, TenantID: tenantID, Roles: roles, Active: true,
+		ExpiresAt: in.ExpiresAt, AllowedIPs: ips}, hash, event(ctx, p, "createUser", "user", "", tenantID,
+		map[string]string{"email": in.Email, "roles": rolesText(roles)}))
 }
 
 // User returns one user: the caller itself, or a user the caller may manage.
@@ -335,11 +330,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, oldPassword, newPa
 	if err != nil {
 		return err
 	}
-	if err := s.db.SetPassword(ctx, target.ID, hash); err != nil {
-		return err
-	}
-	s.audit(ctx, event(ctx, p, "changePassword", "user", target.ID, target.TenantID, nil))
-	return nil
+	return s.db.SetPassword(ctx, target.ID, hash, event(ctx, p, "changePassword", "user", target.ID, target.TenantID, nil))
 }
 
 // callerGrants returns the caller's own grants on a collection.

@@ -197,7 +197,12 @@ func (s *Service) HandleLogout(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	rec, err := s.Revoke(r.Context(), id)
+	ip := ClientIP(r.Context())
+	if ip == "" {
+		ip = p.IP
+	}
+	rec, err := s.Revoke(r.Context(), id, shared.AuditEvent{ActorID: p.User.ID, TenantID: p.User.TenantID,
+		Action: "logout", ObjectType: "token", ObjectID: id, IP: ip, Details: map[string]string{}})
 	if err != nil {
 		s.writeError(w, r, err)
 		return

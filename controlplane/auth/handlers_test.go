@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"backuprepo/controlplane/postgres/pgtest"
 	"backuprepo/shared"
 )
 
@@ -242,7 +243,7 @@ func TestScopedTokenMayOnlyRevokeItself(t *testing.T) {
 	u := e.user(t, nil)
 	_, sess := c.login(u.Email, testPassword)
 	scoped, err := s.Issue(t.Context(), u, shared.TokenRequest{
-		Scope: []shared.ScopeEntry{{Collection: "c1", Roles: []shared.Role{shared.RoleBackupUploader}}}})
+		Scope: []shared.ScopeEntry{{Collection: "c1", Roles: []shared.Role{shared.RoleBackupUploader}}}}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -222,7 +222,8 @@ func invalidCredentials() error {
 	return shared.Errorf(shared.CodeInvalidCredentials, "invalid email or password")
 }
 
-// Login checks an email and password and issues a login token.
+// Login checks an email and password and issues a login token, recording a "login" audit
+// event with it.
 func (s *Service) Login(ctx context.Context, email, password, ip string) (shared.IssuedToken, error) {
 	res, err := loginCheck.Run(ctx, s.rdb, []string{s.ipKey(ip), s.accountKey(email)}, s.loginWindow.Milliseconds()).Int64Slice()
 	if err != nil {
@@ -276,7 +277,10 @@ func (s *Service) Login(ctx context.Context, email, password, ip string) (shared
 			return shared.IssuedToken{}, shared.Errorf(shared.CodeTenantSuspended, "the account's organisation is suspended")
 		}
 	}
-	return s.Issue(ctx, user, shared.TokenRequest{Description: "login from " + ip})
+	return s.Issue(ctx, user, shared.TokenRequest{Description: "login from " + ip}, func(rec shared.TokenRecord) shared.AuditEvent {
+		return shared.AuditEvent{ActorID: user.ID, TenantID: rec.TenantID, Action: "login", ObjectType: "token",
+			ObjectID: rec.ID, IP: ip, Details: map[string]string{}}
+	})
 }
 
 // IPAllowed reports whether ip falls in one of the CIDR ranges; an empty list allows any IP.
@@ -309,10 +313,15 @@ var collectionIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 const maxDescriptionLength = 500
 
-// Issue signs and records a token for user. The caller (the admin layer) has already checked
-// that the scope's collections belong to the user's tenant and that the scope does not widen
-// the user's rights; Issue checks the shape. An empty scope means the user's full rights.
-func (s *Service) Issue(ctx context.Context, user shared.User, req shared.TokenRequest) (shared.IssuedToken, error) {
+// AuditToken makes the audit event of a token's issue from its record; it is written in the
+// transaction that records the token.
+type AuditToken func(shared.TokenRecord) shared.AuditEvent
+
+// Issue signs and records a token for user, with the audit event audit makes of it. The caller
+// (the admin layer) has already checked that the scope's collections belong to the user's
+// tenant and that the scope does not widen the user's rights; Issue checks the shape. An empty
+// scope means the user's full rights.
+func (s *Service) Issue(ctx context.Context, user shared.User, req shared.TokenRequest, audit AuditToken) (shared.IssuedToken, error) {
 	now := s.now()
 	if !user.Active || (user.ExpiresAt != nil && !now.Before(*user.ExpiresAt)) {
 		return shared.IssuedToken{}, shared.Errorf(shared.CodeForbidden, "the user is inactive or expired")
@@ -357,7 +366,7 @@ func (s *Service) Issue(ctx context.Context, user shared.User, req shared.TokenR
 		CreatedAt:   time.Unix(iat, 0),
 		ExpiresAt:   time.Unix(exp, 0),
 	}
-	if err := s.db.InsertToken(ctx, rec); err != nil {
+	if err := s.db.InsertToken(ctx, rec, audit(rec)); err != nil {
 		return shared.IssuedToken{}, fmt.Errorf("record token: %w", err)
 	}
 	return shared.IssuedToken{Token: tok, Record: rec}, nil
@@ -470,15 +479,30 @@ func (s *Service) touch(ctx context.Context, jti, ip string, now time.Time) {
 	}
 }
 
-// Revoke revokes a token in PostgreSQL, then caches the revocation in Redis until the token
-// would have expired anyway. Revoking twice is harmless.
-func (s *Service) Revoke(ctx context.Context, tokenID string) (shared.TokenRecord, error) {
-	rec, err := s.db.RevokeToken(ctx, tokenID)
+// Revoke revokes a token in PostgreSQL, with its audit event in the same transaction, then
+// caches the revocation in Redis until the token would have expired anyway. Revoking twice is
+// harmless.
+func (s *Service) Revoke(ctx context.Context, tokenID string, ev shared.AuditEvent) (shared.TokenRecord, error) {
+	rec, err := s.db.RevokeToken(ctx, tokenID, ev)
 	if err != nil {
 		return shared.TokenRecord{}, err
 	}
 	s.cacheRevoked(ctx, postgres.RevokedToken{ID: rec.ID, ExpiresAt: rec.ExpiresAt})
 	return rec, nil
+}
+
+// CacheRevoked puts a token that PostgreSQL already holds revoked (a one-shot token, revoked
+// by the commit that used it) into the Redis fast path.
+func (s *Service) CacheRevoked(ctx context.Context, tokenID string) error {
+	rec, err := s.db.TokenByID(ctx, tokenID)
+	if err != nil {
+		return err
+	}
+	if rec.RevokedAt == nil {
+		return fmt.Errorf("token %s is not revoked", tokenID)
+	}
+	s.cacheRevoked(ctx, postgres.RevokedToken{ID: rec.ID, ExpiresAt: rec.ExpiresAt})
+	return nil
 }
 
 // RevokeUser revokes every live token of a user, for deactivation.
@@ -540,7 +564,8 @@ func (s *Service) EnsureBootstrapAdmin(ctx context.Context, email, password stri
 		Email:  email,
 		Roles:  []shared.Role{shared.RoleSystemAdmin},
 		Active: true,
-	}, hash)
+	}, hash, shared.AuditEvent{Action: "createUser", ObjectType: "user",
+		Details: map[string]string{"email": email, "roles": string(shared.RoleSystemAdmin), "bootstrap": "true"}})
 	if shared.ErrorCode(err) == shared.CodeConflict {
 		return false, nil
 	}

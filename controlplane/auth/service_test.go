@@ -73,7 +73,7 @@ func (e env) user(t *testing.T, mod func(*shared.User)) shared.User {
 	if err != nil {
 		t.Fatal(err)
 	}
-	created, err := e.db.CreateUser(context.Background(), u, h)
+	created, err := e.db.CreateUser(context.Background(), u, h, pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	if _, err := b.Authenticate(ctx, it.Token, "192.0.2.1"); err != nil {
 		t.Fatalf("replica b before revocation: %v", err)
 	}
-	rec, err := a.Revoke(ctx, it.Record.ID)
+	rec, err := a.Revoke(ctx, it.Record.ID, pgtest.Event("revokeToken"))
 	if err != nil || rec.RevokedAt == nil {
 		t.Fatalf("Revoke = %+v, %v", rec, err)
 	}
@@ -263,10 +263,10 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	_, err = b.Authenticate(ctx, it.Token, "192.0.2.1")
 	wantCode(t, err, shared.CodeTokenRevoked)
 
-	if _, err := a.Revoke(ctx, it.Record.ID); err != nil {
+	if _, err := a.Revoke(ctx, it.Record.ID, pgtest.Event("revokeToken")); err != nil {
 		t.Errorf("revoking twice: %v", err)
 	}
-	_, err = a.Revoke(ctx, uuid.NewString())
+	_, err = a.Revoke(ctx, uuid.NewString(), pgtest.Event("revokeToken"))
 	wantCode(t, err, shared.CodeNotFound)
 }
 
@@ -290,7 +290,7 @@ func TestRedisDownStillRefusesRevokedTokens(t *testing.T) {
 	t.Cleanup(func() { _ = down.Close() })
 	broken := New(Config{DB: e.db, Redis: down, KeyPrefix: e.prefix, SigningKey: e.key})
 
-	if _, err := broken.Revoke(ctx, dead.Record.ID); err != nil {
+	if _, err := broken.Revoke(ctx, dead.Record.ID, pgtest.Event("revokeToken")); err != nil {
 		t.Fatalf("revoke with Redis down: %v", err)
 	}
 	_, err = broken.Authenticate(ctx, dead.Token, "192.0.2.1")
@@ -314,7 +314,7 @@ func TestAuthenticateExpiredAndForeignKey(t *testing.T) {
 	s := e.service(t, func(c *Config) { c.Now = func() time.Time { return time.Unix(clock.Load(), 0) } })
 	u := e.user(t, nil)
 
-	it, err := s.Issue(ctx, u, shared.TokenRequest{TTL: 10 * time.Second})
+	it, err := s.Issue(ctx, u, shared.TokenRequest{TTL: 10 * time.Second}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestAuthenticateExpiredAndForeignKey(t *testing.T) {
 	// A token signed with a key this replica does not know, for a recorded jti.
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	foreign := env{db: e.db, rdb: e.rdb, prefix: e.prefix, key: stranger}
-	ft, err := foreign.service(t, nil).Issue(ctx, u, shared.TokenRequest{})
+	ft, err := foreign.service(t, nil).Issue(ctx, u, shared.TokenRequest{}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,18 +453,18 @@ func TestIssueValidation(t *testing.T) {
 		}},
 	}
 	for _, req := range bad {
-		_, err := s.Issue(ctx, u, req)
+		_, err := s.Issue(ctx, u, req, pgtest.IssueEvent)
 		if shared.ErrorCode(err) != shared.CodeInvalidInput {
 			t.Errorf("Issue(%+v) = %v, want INVALID_INPUT", req, err)
 		}
 	}
 	inactive := u
 	inactive.Active = false
-	_, err := s.Issue(ctx, inactive, shared.TokenRequest{})
+	_, err := s.Issue(ctx, inactive, shared.TokenRequest{}, pgtest.IssueEvent)
 	wantCode(t, err, shared.CodeForbidden)
 
 	it, err := s.Issue(ctx, u, shared.TokenRequest{Description: "backup maker", TTL: 2 * time.Hour, Once: true,
-		Scope: []shared.ScopeEntry{{Collection: "c-1", Roles: []shared.Role{shared.RoleBackupUploader}}}})
+		Scope: []shared.ScopeEntry{{Collection: "c-1", Roles: []shared.Role{shared.RoleBackupUploader}}}}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}

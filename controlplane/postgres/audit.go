@@ -37,17 +37,17 @@ func insertAudit(ctx context.Context, tx pgx.Tx, ev shared.AuditEvent) error {
 	return nil
 }
 
-// InsertAudit records an event for a change that was made outside a transaction of this
-// package (token issue, password change, node drain).
-func (db *DB) InsertAudit(ctx context.Context, ev shared.AuditEvent) error {
-	args, err := auditArgs(ev)
-	if err != nil {
-		return err
-	}
-	if _, err := db.Pool.Exec(ctx, insertAuditQuery, args...); err != nil {
-		return fmt.Errorf("insert audit event: %w", err)
-	}
-	return nil
+// audited runs change in a transaction and records the audit event it returns in the same
+// transaction, so that a change and its record commit together or not at all. change returns
+// the event once it knows what it changed (the id of a row it created).
+func (db *DB) audited(ctx context.Context, change func(tx pgx.Tx) (shared.AuditEvent, error)) error {
+	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		ev, err := change(tx)
+		if err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, ev)
+	})
 }
 
 // AuditQuery selects audit events, newest first.

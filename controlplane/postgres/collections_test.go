@@ -155,7 +155,7 @@ func TestGrantsAndAudit(t *testing.T) {
 	if _, err := db.CreateCollection(ctx, c, "", noCheck, shared.AuditEvent{Action: "a", ObjectType: "collection"}); err != nil {
 		t.Fatal(err)
 	}
-	u, err := db.CreateUser(ctx, shared.User{Email: "g@x.org", TenantID: tn.ID, Active: true}, "h")
+	u, err := db.CreateUser(ctx, shared.User{Email: "g@x.org", TenantID: tn.ID, Active: true}, "h", pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}

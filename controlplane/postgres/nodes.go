@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"backuprepo/shared"
 )
 
@@ -74,16 +76,19 @@ func (db *DB) DataNodes(ctx context.Context) ([]DataNodeRecord, error) {
 }
 
 // SetDrained records the operator's wish that a node take no new collections (or take them
-// again). NOT_FOUND when the node was never recorded.
-func (db *DB) SetDrained(ctx context.Context, name string, drained bool) error {
-	tag, err := db.Pool.Exec(ctx, `UPDATE data_nodes SET drained = $2 WHERE name = $1`, name, drained)
-	if err != nil {
-		return fmt.Errorf("set drained on node %s: %w", name, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return shared.Errorf(shared.CodeNotFound, "data node %q not found", name)
-	}
-	return nil
+// again), with its audit event in the same transaction. NOT_FOUND when the node was never
+// recorded.
+func (db *DB) SetDrained(ctx context.Context, name string, drained bool, ev shared.AuditEvent) error {
+	return db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		tag, err := tx.Exec(ctx, `UPDATE data_nodes SET drained = $2 WHERE name = $1`, name, drained)
+		if err != nil {
+			return ev, fmt.Errorf("set drained on node %s: %w", name, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ev, shared.Errorf(shared.CodeNotFound, "data node %q not found", name)
+		}
+		return ev, nil
+	})
 }
 
 // NodeCommitments returns, per data node holding collections, how many there are and the sum

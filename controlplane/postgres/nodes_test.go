@@ -21,7 +21,7 @@ func TestUpsertDataNodeKeepsDrained(t *testing.T) {
 	if err := db.UpsertDataNode(ctx, n); err != nil {
 		t.Fatalf("UpsertDataNode: %v", err)
 	}
-	if err := db.SetDrained(ctx, "dn-1", true); err != nil {
+	if err := db.SetDrained(ctx, "dn-1", true, pgtest.Event("drainDataNode")); err != nil {
 		t.Fatalf("SetDrained: %v", err)
 	}
 	n.State, n.Disks, n.LastSeen = shared.NodeDead, nil, seen.Add(time.Minute)
@@ -41,7 +41,7 @@ func TestUpsertDataNodeKeepsDrained(t *testing.T) {
 	if !reflect.DeepEqual(got[0], want) {
 		t.Fatalf("row:\n got %+v\nwant %+v", got[0], want)
 	}
-	if err := db.SetDrained(ctx, "dn-1", false); err != nil {
+	if err := db.SetDrained(ctx, "dn-1", false, pgtest.Event("drainDataNode")); err != nil {
 		t.Fatalf("SetDrained false: %v", err)
 	}
 	if got, _ := db.DataNodes(ctx); got[0].Drained {
@@ -52,7 +52,7 @@ func TestUpsertDataNodeKeepsDrained(t *testing.T) {
 func TestSetDrainedUnknownNode(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDB(t)
-	err := db.SetDrained(context.Background(), "nope", true)
+	err := db.SetDrained(context.Background(), "nope", true, pgtest.Event("drainDataNode"))
 	if shared.ErrorCode(err) != shared.CodeNotFound {
 		t.Fatalf("SetDrained(unknown) = %v, want NOT_FOUND", err)
 	}

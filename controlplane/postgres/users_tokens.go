@@ -177,8 +177,9 @@ func (db *DB) UserByID(ctx context.Context, id string) (shared.User, error) {
 }
 
 // CreateUser inserts a user with an already hashed password; a new id is made when u.ID is
-// empty. A duplicate email (ignoring case) is CONFLICT.
-func (db *DB) CreateUser(ctx context.Context, u shared.User, passwordHash string) (shared.User, error) {
+// empty. A duplicate email (ignoring case) is CONFLICT. ev is recorded in the same
+// transaction, with the new user's id as its object.
+func (db *DB) CreateUser(ctx context.Context, u shared.User, passwordHash string, ev shared.AuditEvent) (shared.User, error) {
 	if u.ID == "" {
 		u.ID = uuid.NewString()
 	}
@@ -186,32 +187,41 @@ func (db *DB) CreateUser(ctx context.Context, u shared.User, passwordHash string
 	if err != nil {
 		return shared.User{}, err
 	}
-	row := db.Pool.QueryRow(ctx, `INSERT INTO users (id, email, password_hash, tenant_id, roles, active, expires_at, allowed_ips)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::cidr[]) RETURNING `+userColumns,
-		u.ID, u.Email, passwordHash, nullIfEmpty(u.TenantID), rolesToText(u.Roles), u.Active, u.ExpiresAt, ips)
-	created, err := scanUser(row)
-	if isUniqueViolation(err) {
-		return shared.User{}, shared.Errorf(shared.CodeConflict, "a user with this email already exists")
-	}
+	var created shared.User
+	err = db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		row := tx.QueryRow(ctx, `INSERT INTO users (id, email, password_hash, tenant_id, roles, active, expires_at, allowed_ips)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::cidr[]) RETURNING `+userColumns,
+			u.ID, u.Email, passwordHash, nullIfEmpty(u.TenantID), rolesToText(u.Roles), u.Active, u.ExpiresAt, ips)
+		var err error
+		if created, err = scanUser(row); isUniqueViolation(err) {
+			return ev, shared.Errorf(shared.CodeConflict, "a user with this email already exists")
+		} else if err != nil {
+			return ev, fmt.Errorf("insert user: %w", err)
+		}
+		ev.ObjectID = created.ID
+		return ev, nil
+	})
 	if err != nil {
-		return shared.User{}, fmt.Errorf("insert user: %w", err)
+		return shared.User{}, err
 	}
 	return created, nil
 }
 
-// SetPassword replaces a user's password hash.
-func (db *DB) SetPassword(ctx context.Context, userID, passwordHash string) error {
+// SetPassword replaces a user's password hash, with its audit event in the same transaction.
+func (db *DB) SetPassword(ctx context.Context, userID, passwordHash string, ev shared.AuditEvent) error {
 	if !validUUID(userID) {
 		return shared.Errorf(shared.CodeNotFound, "user not found")
 	}
-	tag, err := db.Pool.Exec(ctx, "UPDATE users SET password_hash = $2 WHERE id = $1", userID, passwordHash)
-	if err != nil {
-		return fmt.Errorf("update password: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return shared.Errorf(shared.CodeNotFound, "user not found")
-	}
-	return nil
+	return db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		tag, err := tx.Exec(ctx, "UPDATE users SET password_hash = $2 WHERE id = $1", userID, passwordHash)
+		if err != nil {
+			return ev, fmt.Errorf("update password: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ev, shared.Errorf(shared.CodeNotFound, "user not found")
+		}
+		return ev, nil
+	})
 }
 
 // CountUsers counts every user, active or not.
@@ -239,8 +249,8 @@ func (db *DB) TenantSuspended(ctx context.Context, tenantID string) (bool, error
 	return s, nil
 }
 
-// InsertToken records an issued token.
-func (db *DB) InsertToken(ctx context.Context, rec shared.TokenRecord) error {
+// InsertToken records an issued token, with its audit event in the same transaction.
+func (db *DB) InsertToken(ctx context.Context, rec shared.TokenRecord, ev shared.AuditEvent) error {
 	var scope []byte
 	if rec.Scope != nil {
 		var err error
@@ -252,16 +262,18 @@ func (db *DB) InsertToken(ctx context.Context, rec shared.TokenRecord) error {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	_, err := db.Pool.Exec(ctx, `INSERT INTO tokens (id, user_id, tenant_id, description, scope, once, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		rec.ID, rec.UserID, nullIfEmpty(rec.TenantID), rec.Description, scope, rec.Once, created, rec.ExpiresAt)
-	if isUniqueViolation(err) {
-		return shared.Errorf(shared.CodeConflict, "token id already used")
-	}
-	if err != nil {
-		return fmt.Errorf("insert token: %w", err)
-	}
-	return nil
+	return db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		_, err := tx.Exec(ctx, `INSERT INTO tokens (id, user_id, tenant_id, description, scope, once, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			rec.ID, rec.UserID, nullIfEmpty(rec.TenantID), rec.Description, scope, rec.Once, created, rec.ExpiresAt)
+		if isUniqueViolation(err) {
+			return ev, shared.Errorf(shared.CodeConflict, "token id already used")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("insert token: %w", err)
+		}
+		return ev, nil
+	})
 }
 
 // TokenByID returns the record of one token.
@@ -303,18 +315,27 @@ func (db *DB) ListTokens(ctx context.Context, userID string) ([]shared.TokenReco
 	return out, nil
 }
 
-// RevokeToken marks a token revoked; revoking twice keeps the first revocation time.
-func (db *DB) RevokeToken(ctx context.Context, id string) (shared.TokenRecord, error) {
+// RevokeToken marks a token revoked, with its audit event in the same transaction; revoking
+// twice keeps the first revocation time (and records the second attempt too).
+func (db *DB) RevokeToken(ctx context.Context, id string, ev shared.AuditEvent) (shared.TokenRecord, error) {
 	if !validUUID(id) {
 		return shared.TokenRecord{}, shared.Errorf(shared.CodeNotFound, "token not found")
 	}
-	t, err := scanToken(db.Pool.QueryRow(ctx, `UPDATE tokens SET revoked_at = coalesce(revoked_at, now())
-		WHERE id = $1 RETURNING `+tokenColumns, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return shared.TokenRecord{}, shared.Errorf(shared.CodeNotFound, "token not found")
-	}
+	var t shared.TokenRecord
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		var err error
+		t, err = scanToken(tx.QueryRow(ctx, `UPDATE tokens SET revoked_at = coalesce(revoked_at, now())
+			WHERE id = $1 RETURNING `+tokenColumns, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, shared.Errorf(shared.CodeNotFound, "token not found")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("revoke token: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
-		return shared.TokenRecord{}, fmt.Errorf("revoke token: %w", err)
+		return shared.TokenRecord{}, err
 	}
 	return t, nil
 }

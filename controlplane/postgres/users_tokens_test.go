@@ -76,7 +76,7 @@ func TestUsers(t *testing.T) {
 		Email: "Alice@Example.org", TenantID: tenant, Active: true, ExpiresAt: &exp,
 		Roles:      []shared.Role{shared.RoleBackupUploader, shared.RoleBackupDownloader},
 		AllowedIPs: []string{"10.0.0.1", "192.168.0.7/16"},
-	}, "hash-1")
+	}, "hash-1", pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +102,12 @@ func TestUsers(t *testing.T) {
 		t.Fatalf("UserByID = %+v, %v", byID, err)
 	}
 
-	_, err = db.CreateUser(ctx, shared.User{Email: "ALICE@example.org", Active: true}, "x")
+	_, err = db.CreateUser(ctx, shared.User{Email: "ALICE@example.org", Active: true}, "x", pgtest.Event("createUser"))
 	wantCode(t, err, shared.CodeConflict)
-	_, err = db.CreateUser(ctx, shared.User{Email: "bad-ip@example.org", AllowedIPs: []string{"nope"}}, "x")
+	_, err = db.CreateUser(ctx, shared.User{Email: "bad-ip@example.org", AllowedIPs: []string{"nope"}}, "x", pgtest.Event("createUser"))
 	wantCode(t, err, shared.CodeInvalidInput)
 
-	staff, err := db.CreateUser(ctx, shared.User{Email: "staff@example.org", Roles: []shared.Role{shared.RoleSystemAdmin}, Active: true}, "h")
+	staff, err := db.CreateUser(ctx, shared.User{Email: "staff@example.org", Roles: []shared.Role{shared.RoleSystemAdmin}, Active: true}, "h", pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +115,13 @@ func TestUsers(t *testing.T) {
 		t.Errorf("staff user = %+v; want no tenant, expiry or IP list", staff)
 	}
 
-	if err := db.SetPassword(ctx, u.ID, "hash-2"); err != nil {
+	if err := db.SetPassword(ctx, u.ID, "hash-2", pgtest.Event("changePassword")); err != nil {
 		t.Fatal(err)
 	}
 	if _, hash, _ := db.UserByEmail(ctx, u.Email); hash != "hash-2" {
 		t.Errorf("hash after SetPassword = %q", hash)
 	}
-	wantCode(t, db.SetPassword(ctx, uuid.NewString(), "h"), shared.CodeNotFound)
+	wantCode(t, db.SetPassword(ctx, uuid.NewString(), "h", pgtest.Event("changePassword")), shared.CodeNotFound)
 
 	_, _, err = db.UserByEmail(ctx, "nobody@example.org")
 	wantCode(t, err, shared.CodeNotFound)
@@ -147,7 +147,7 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	tenant := insertTenant(t, db, false)
-	u, err := db.CreateUser(ctx, shared.User{Email: "t@example.org", TenantID: tenant, Active: true}, "h")
+	u, err := db.CreateUser(ctx, shared.User{Email: "t@example.org", TenantID: tenant, Active: true}, "h", pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,11 +161,11 @@ func TestTokens(t *testing.T) {
 	full := shared.TokenRecord{ID: uuid.NewString(), UserID: u.ID, TenantID: tenant, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	expired := shared.TokenRecord{ID: uuid.NewString(), UserID: u.ID, TenantID: tenant, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}
 	for _, rec := range []shared.TokenRecord{scoped, full, expired} {
-		if err := db.InsertToken(ctx, rec); err != nil {
+		if err := db.InsertToken(ctx, rec, pgtest.Event("issueToken")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wantCode(t, db.InsertToken(ctx, full), shared.CodeConflict)
+	wantCode(t, db.InsertToken(ctx, full, pgtest.Event("issueToken")), shared.CodeConflict)
 
 	got, err := db.TokenByID(ctx, scoped.ID)
 	if err != nil {
@@ -199,15 +199,15 @@ func TestTokens(t *testing.T) {
 		t.Errorf("after TouchToken: %+v", got)
 	}
 
-	r1, err := db.RevokeToken(ctx, scoped.ID)
+	r1, err := db.RevokeToken(ctx, scoped.ID, pgtest.Event("revokeToken"))
 	if err != nil || r1.RevokedAt == nil {
 		t.Fatalf("RevokeToken = %+v, %v", r1, err)
 	}
-	r2, err := db.RevokeToken(ctx, scoped.ID)
+	r2, err := db.RevokeToken(ctx, scoped.ID, pgtest.Event("revokeToken"))
 	if err != nil || !r2.RevokedAt.Equal(*r1.RevokedAt) {
 		t.Errorf("second revoke changed revoked_at: %v then %v (%v)", r1.RevokedAt, r2.RevokedAt, err)
 	}
-	_, err = db.RevokeToken(ctx, uuid.NewString())
+	_, err = db.RevokeToken(ctx, uuid.NewString(), pgtest.Event("revokeToken"))
 	wantCode(t, err, shared.CodeNotFound)
 
 	// Only the live, unrevoked token is reported by a user-wide revocation.
@@ -226,12 +226,12 @@ func TestTokenAuthState(t *testing.T) {
 	db := pgtest.NewDB(t)
 	tenant := insertTenant(t, db, false)
 	u, err := db.CreateUser(ctx, shared.User{Email: "s@example.org", TenantID: tenant, Active: true,
-		AllowedIPs: []string{"10.0.0.0/8"}, Roles: []shared.Role{shared.RoleTenantAdmin}}, "h")
+		AllowedIPs: []string{"10.0.0.0/8"}, Roles: []shared.Role{shared.RoleTenantAdmin}}, "h", pgtest.Event("createUser"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := shared.TokenRecord{ID: uuid.NewString(), UserID: u.ID, TenantID: tenant, ExpiresAt: time.Now().Add(time.Hour)}
-	if err := db.InsertToken(ctx, rec); err != nil {
+	if err := db.InsertToken(ctx, rec, pgtest.Event("issueToken")); err != nil {
 		t.Fatal(err)
 	}
 	st, err := db.TokenAuthState(ctx, rec.ID)
@@ -245,7 +245,7 @@ func TestTokenAuthState(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, "UPDATE tenants SET suspended = true WHERE id = $1", tenant); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.RevokeToken(ctx, rec.ID); err != nil {
+	if _, err := db.RevokeToken(ctx, rec.ID, pgtest.Event("revokeToken")); err != nil {
 		t.Fatal(err)
 	}
 	st, err = db.TokenAuthState(ctx, rec.ID)

@@ -15,6 +15,7 @@ import (
 
 	"backuprepo/controlplane/auth"
 	"backuprepo/controlplane/postgres"
+	"backuprepo/controlplane/postgres/pgtest"
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
 )
@@ -74,11 +75,11 @@ func TestAdmitRefusals(t *testing.T) {
 	e.upload(up, "full", 5)
 
 	revoked := e.user(e.tenant, shared.RoleBackupUploader)
-	revokedTok, err := e.auth.Issue(e.ctx, revoked, shared.TokenRequest{})
+	revokedTok, err := e.auth.Issue(e.ctx, revoked, shared.TokenRequest{}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.auth.Revoke(e.ctx, revokedTok.Record.ID); err != nil {
+	if _, err := e.auth.Revoke(e.ctx, revokedTok.Record.ID, pgtest.Event("revokeToken")); err != nil {
 		t.Fatal(err)
 	}
 	inactive := e.user(e.tenant, shared.RoleBackupUploader)
@@ -403,7 +404,7 @@ func TestOneShotToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.collection("c1")
-	tok, err := e.auth.Issue(e.ctx, e.user(e.tenant, shared.RoleBackupUploader), shared.TokenRequest{Once: true})
+	tok, err := e.auth.Issue(e.ctx, e.user(e.tenant, shared.RoleBackupUploader), shared.TokenRequest{Once: true}, pgtest.IssueEvent)
 	if err != nil {
 		t.Fatal(err)
 	}

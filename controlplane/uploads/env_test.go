@@ -96,7 +96,7 @@ func (e *env) newTenant(slug string) string {
 func (e *env) user(tenant string, roles ...shared.Role) shared.User {
 	e.t.Helper()
 	u, err := e.db.CreateUser(e.ctx, shared.User{Email: uuid.NewString() + "@example.org", TenantID: tenant,
-		Roles: roles, Active: true}, "unused-hash")
+		Roles: roles, Active: true}, "unused-hash", pgtest.Event("createUser"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func (e *env) user(tenant string, roles ...shared.Role) shared.User {
 
 func (e *env) token(u shared.User, req shared.TokenRequest) string {
 	e.t.Helper()
-	tok, err := e.auth.Issue(e.ctx, u, req)
+	tok, err := e.auth.Issue(e.ctx, u, req, pgtest.IssueEvent)
 	if err != nil {
 		e.t.Fatal(err)
 	}

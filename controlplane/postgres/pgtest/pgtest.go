@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"backuprepo/controlplane/postgres"
+	"backuprepo/shared"
 )
 
 // require fails the test under CI (where the servers must exist) and skips it elsewhere.
@@ -94,4 +95,14 @@ func NewRedis(t testing.TB) (*redis.Client, string) {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c, RandomName("t") + ":"
+}
+
+// Event is an audit event for tests that are not about auditing.
+func Event(action string) shared.AuditEvent {
+	return shared.AuditEvent{Action: action, ObjectType: "test"}
+}
+
+// IssueEvent is the audit event of a test's token issue (an auth.AuditToken).
+func IssueEvent(rec shared.TokenRecord) shared.AuditEvent {
+	return shared.AuditEvent{Action: "issueToken", ObjectType: "token", ObjectID: rec.ID, TenantID: rec.TenantID}
 }
