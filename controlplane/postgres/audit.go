@@ -41,13 +41,22 @@ func insertAudit(ctx context.Context, tx pgx.Tx, ev shared.AuditEvent) error {
 // transaction, so that a change and its record commit together or not at all. change returns
 // the event once it knows what it changed (the id of a row it created).
 func (db *DB) audited(ctx context.Context, change func(tx pgx.Tx) (shared.AuditEvent, error)) error {
-	return pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
-		ev, err := change(tx)
-		if err != nil {
-			return err
-		}
-		return insertAudit(ctx, tx, ev)
-	})
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	ev, err := change(tx)
+	if err != nil {
+		return err
+	}
+	if err := insertAudit(ctx, tx, ev); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // AuditQuery selects audit events, newest first.

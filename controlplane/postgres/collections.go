@@ -72,40 +72,36 @@ func collectionRowArgs(c shared.Collection) ([]any, error) {
 // quota holds even when collections are created concurrently. An id in use is CONFLICT.
 func (db *DB) CreateCollection(ctx context.Context, c shared.Collection, healthCodeHash string,
 	check func(t shared.Tenant, load TenantLoad) error, ev shared.AuditEvent) (shared.Collection, error) {
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	t, load, err := lockTenant(ctx, tx, c.TenantID, c.ID)
+	var created shared.Collection
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		t, load, err := lockTenant(ctx, tx, c.TenantID, c.ID)
+		if err != nil {
+			return ev, err
+		}
+		if err := check(t, load); err != nil {
+			return ev, err
+		}
+		args, err := collectionRowArgs(c)
+		if err != nil {
+			return ev, err
+		}
+		args = append([]any{c.ID}, args...)
+		args = append(args, healthCodeHash)
+		created, err = scanCollection(tx.QueryRow(ctx, `INSERT INTO collections AS c (id, tenant_id, description, tags,
+				filename_template, max_backups_count, max_one_version_size, max_collection_size, strategy, max_older_copies,
+				keep_older_not_more_than, windows, require_encryption, node_name, health_code_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+			RETURNING `+collectionColumns, args...))
+		if isUniqueViolation(err) {
+			return ev, shared.Errorf(shared.CodeConflict, "a collection with this id already exists")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("insert collection: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
 		return shared.Collection{}, err
-	}
-	if err := check(t, load); err != nil {
-		return shared.Collection{}, err
-	}
-	args, err := collectionRowArgs(c)
-	if err != nil {
-		return shared.Collection{}, err
-	}
-	args = append([]any{c.ID}, args...)
-	args = append(args, healthCodeHash)
-	created, err := scanCollection(tx.QueryRow(ctx, `INSERT INTO collections AS c (id, tenant_id, description, tags,
-			filename_template, max_backups_count, max_one_version_size, max_collection_size, strategy, max_older_copies,
-			keep_older_not_more_than, windows, require_encryption, node_name, health_code_hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-		RETURNING `+collectionColumns, args...))
-	if isUniqueViolation(err) {
-		return shared.Collection{}, shared.Errorf(shared.CodeConflict, "a collection with this id already exists")
-	}
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("insert collection: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
-		return shared.Collection{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.Collection{}, fmt.Errorf("commit: %w", err)
 	}
 	return created, nil
 }
@@ -158,60 +154,56 @@ func (db *DB) CollectionUsage(ctx context.Context, id string) (shared.Usage, err
 func (db *DB) UpdateCollection(ctx context.Context, id string,
 	apply func(cur shared.Collection, usage shared.Usage, t shared.Tenant, load TenantLoad) (shared.Collection, error),
 	healthCodeHash *string, ev shared.AuditEvent) (shared.Collection, error) {
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	var tenantID string
-	err = tx.QueryRow(ctx, "SELECT tenant_id FROM collections WHERE id = $1", id).Scan(&tenantID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return shared.Collection{}, collectionNotFound()
-	}
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("select collection tenant: %w", err)
-	}
-	// Tenant before collection: the same order as CreateCollection, so the two never deadlock.
-	t, load, err := lockTenant(ctx, tx, tenantID, id)
+	var updated shared.Collection
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		var tenantID string
+		err := tx.QueryRow(ctx, "SELECT tenant_id FROM collections WHERE id = $1", id).Scan(&tenantID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, collectionNotFound()
+		}
+		if err != nil {
+			return ev, fmt.Errorf("select collection tenant: %w", err)
+		}
+		// Tenant before collection: the same order as CreateCollection, so the two never deadlock.
+		t, load, err := lockTenant(ctx, tx, tenantID, id)
+		if err != nil {
+			return ev, err
+		}
+		cur, err := scanCollection(tx.QueryRow(ctx, "SELECT "+collectionColumns+" FROM collections c WHERE c.id = $1 FOR UPDATE", id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, collectionNotFound()
+		}
+		if err != nil {
+			return ev, fmt.Errorf("lock collection: %w", err)
+		}
+		var usage shared.Usage
+		if err := tx.QueryRow(ctx, usageQuery, id).Scan(&usage.Versions, &usage.Bytes, &usage.ReservedBytes); err != nil {
+			return ev, fmt.Errorf("select collection usage: %w", err)
+		}
+		next, err := apply(cur, usage, t, load)
+		if err != nil {
+			return ev, err
+		}
+		next.ID, next.TenantID, next.NodeName = cur.ID, cur.TenantID, cur.NodeName
+		args, err := collectionRowArgs(next)
+		if err != nil {
+			return ev, err
+		}
+		args = append([]any{id}, args...)
+		args = append(args, healthCodeHash)
+		updated, err = scanCollection(tx.QueryRow(ctx, `UPDATE collections AS c SET description = $3, tags = $4,
+				filename_template = $5, max_backups_count = $6, max_one_version_size = $7, max_collection_size = $8,
+				strategy = $9, max_older_copies = $10, keep_older_not_more_than = $11, windows = $12,
+				require_encryption = $13, health_code_hash = coalesce($15, c.health_code_hash), updated_at = now()
+			WHERE c.id = $1 AND c.tenant_id = $2 AND c.node_name IS NOT DISTINCT FROM $14
+			RETURNING `+collectionColumns, args...))
+		if err != nil {
+			return ev, fmt.Errorf("update collection: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
 		return shared.Collection{}, err
-	}
-	cur, err := scanCollection(tx.QueryRow(ctx, "SELECT "+collectionColumns+" FROM collections c WHERE c.id = $1 FOR UPDATE", id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return shared.Collection{}, collectionNotFound()
-	}
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("lock collection: %w", err)
-	}
-	var usage shared.Usage
-	if err := tx.QueryRow(ctx, usageQuery, id).Scan(&usage.Versions, &usage.Bytes, &usage.ReservedBytes); err != nil {
-		return shared.Collection{}, fmt.Errorf("select collection usage: %w", err)
-	}
-	next, err := apply(cur, usage, t, load)
-	if err != nil {
-		return shared.Collection{}, err
-	}
-	next.ID, next.TenantID, next.NodeName = cur.ID, cur.TenantID, cur.NodeName
-	args, err := collectionRowArgs(next)
-	if err != nil {
-		return shared.Collection{}, err
-	}
-	args = append([]any{id}, args...)
-	args = append(args, healthCodeHash)
-	updated, err := scanCollection(tx.QueryRow(ctx, `UPDATE collections AS c SET description = $3, tags = $4,
-			filename_template = $5, max_backups_count = $6, max_one_version_size = $7, max_collection_size = $8,
-			strategy = $9, max_older_copies = $10, keep_older_not_more_than = $11, windows = $12,
-			require_encryption = $13, health_code_hash = coalesce($15, c.health_code_hash), updated_at = now()
-		WHERE c.id = $1 AND c.tenant_id = $2 AND c.node_name IS NOT DISTINCT FROM $14
-		RETURNING `+collectionColumns, args...))
-	if err != nil {
-		return shared.Collection{}, fmt.Errorf("update collection: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
-		return shared.Collection{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.Collection{}, fmt.Errorf("commit: %w", err)
 	}
 	return updated, nil
 }
@@ -220,47 +212,42 @@ func (db *DB) UpdateCollection(ctx context.Context, id string,
 // collection with versions is COLLECTION_NOT_EMPTY unless force, which deletes the version rows
 // first and returns them: their files on the data node still have to be removed.
 func (db *DB) DeleteCollection(ctx context.Context, id string, force bool, ev shared.AuditEvent) ([]shared.Version, error) {
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	var locked string
-	err = tx.QueryRow(ctx, "SELECT id FROM collections WHERE id = $1 FOR UPDATE", id).Scan(&locked)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, collectionNotFound()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lock collection: %w", err)
-	}
-	versions, err := queryVersions(ctx, tx, id)
-	if err != nil {
-		return nil, err
-	}
-	if len(versions) > 0 && !force {
-		return nil, shared.Errorf(shared.CodeCollectionNotEmpty, "the collection still has %d versions", len(versions))
-	}
-	if len(versions) > 0 {
-		// The rows go now; the files stay on the data node until it deletes them.
-		details := make(map[string]string, len(ev.Details)+2)
-		for k, v := range ev.Details {
-			details[k] = v
+	var versions []shared.Version
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		var locked string
+		err := tx.QueryRow(ctx, "SELECT id FROM collections WHERE id = $1 FOR UPDATE", id).Scan(&locked)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, collectionNotFound()
 		}
-		details["versionsDeleted"] = strconv.Itoa(len(versions))
-		details["fileDeletion"] = "pending"
-		ev.Details = details
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM versions WHERE collection_id = $1", id); err != nil {
-		return nil, fmt.Errorf("delete versions: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM collections WHERE id = $1", id); err != nil {
-		return nil, fmt.Errorf("delete collection: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
+		if err != nil {
+			return ev, fmt.Errorf("lock collection: %w", err)
+		}
+		if versions, err = queryVersions(ctx, tx, id); err != nil {
+			return ev, err
+		}
+		if len(versions) > 0 && !force {
+			return ev, shared.Errorf(shared.CodeCollectionNotEmpty, "the collection still has %d versions", len(versions))
+		}
+		if len(versions) > 0 {
+			// The rows go now; the files stay on the data node until it deletes them.
+			details := make(map[string]string, len(ev.Details)+2)
+			for k, v := range ev.Details {
+				details[k] = v
+			}
+			details["versionsDeleted"] = strconv.Itoa(len(versions))
+			details["fileDeletion"] = "pending"
+			ev.Details = details
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM versions WHERE collection_id = $1", id); err != nil {
+			return ev, fmt.Errorf("delete versions: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM collections WHERE id = $1", id); err != nil {
+			return ev, fmt.Errorf("delete collection: %w", err)
+		}
+		return ev, nil
+	})
+	if err != nil {
 		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return versions, nil
 }

@@ -67,21 +67,16 @@ func (db *DB) PutGrant(ctx context.Context, g shared.Grant, ev shared.AuditEvent
 	if !validUUID(g.UserID) {
 		return shared.Grant{}, shared.Errorf(shared.CodeNotFound, "user not found")
 	}
-	tx, err := db.Pool.Begin(ctx)
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		if _, err := tx.Exec(ctx, `INSERT INTO collection_grants (collection_id, user_id, roles) VALUES ($1, $2, $3)
+			ON CONFLICT (collection_id, user_id) DO UPDATE SET roles = excluded.roles`,
+			g.CollectionID, g.UserID, rolesToText(g.Roles)); err != nil {
+			return ev, fmt.Errorf("upsert grant: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
-		return shared.Grant{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if _, err := tx.Exec(ctx, `INSERT INTO collection_grants (collection_id, user_id, roles) VALUES ($1, $2, $3)
-		ON CONFLICT (collection_id, user_id) DO UPDATE SET roles = excluded.roles`,
-		g.CollectionID, g.UserID, rolesToText(g.Roles)); err != nil {
-		return shared.Grant{}, fmt.Errorf("upsert grant: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
 		return shared.Grant{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.Grant{}, fmt.Errorf("commit: %w", err)
 	}
 	return g, nil
 }
@@ -92,23 +87,14 @@ func (db *DB) DeleteGrant(ctx context.Context, collectionID, userID string, ev s
 	if !validUUID(userID) {
 		return shared.Errorf(shared.CodeNotFound, "grant not found")
 	}
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	tag, err := tx.Exec(ctx, "DELETE FROM collection_grants WHERE collection_id = $1 AND user_id = $2", collectionID, userID)
-	if err != nil {
-		return fmt.Errorf("delete grant: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return shared.Errorf(shared.CodeNotFound, "grant not found")
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		tag, err := tx.Exec(ctx, "DELETE FROM collection_grants WHERE collection_id = $1 AND user_id = $2", collectionID, userID)
+		if err != nil {
+			return ev, fmt.Errorf("delete grant: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ev, shared.Errorf(shared.CodeNotFound, "grant not found")
+		}
+		return ev, nil
+	})
 }

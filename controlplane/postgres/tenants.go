@@ -58,25 +58,22 @@ func (db *DB) CreateTenant(ctx context.Context, t shared.Tenant, ev shared.Audit
 	if t.ID == "" {
 		t.ID = uuid.NewString()
 	}
-	tx, err := db.Pool.Begin(ctx)
+	var created shared.Tenant
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		var err error
+		created, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, name, slug, quota, suspended)
+			VALUES ($1, $2, $3, $4, $5) RETURNING `+tenantColumns, t.ID, t.Name, t.Slug, t.Quota, t.Suspended))
+		if isUniqueViolation(err) {
+			return ev, shared.Errorf(shared.CodeConflict, "a tenant with this slug or id already exists")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("insert tenant: %w", err)
+		}
+		ev.TenantID, ev.ObjectID = created.ID, created.ID
+		return ev, nil
+	})
 	if err != nil {
-		return shared.Tenant{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	created, err := scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, name, slug, quota, suspended)
-		VALUES ($1, $2, $3, $4, $5) RETURNING `+tenantColumns, t.ID, t.Name, t.Slug, t.Quota, t.Suspended))
-	if isUniqueViolation(err) {
-		return shared.Tenant{}, shared.Errorf(shared.CodeConflict, "a tenant with this slug or id already exists")
-	}
-	if err != nil {
-		return shared.Tenant{}, fmt.Errorf("insert tenant: %w", err)
-	}
-	ev.TenantID, ev.ObjectID = created.ID, created.ID
-	if err := insertAudit(ctx, tx, ev); err != nil {
 		return shared.Tenant{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.Tenant{}, fmt.Errorf("commit: %w", err)
 	}
 	return created, nil
 }
@@ -121,29 +118,25 @@ func (db *DB) ListTenants(ctx context.Context, afterSlug string, limit int) ([]s
 // load of its collections (apply enforces the rules and may refuse), writes it and the audit
 // event in one transaction.
 func (db *DB) UpdateTenant(ctx context.Context, id string, apply func(cur shared.Tenant, load TenantLoad) (shared.Tenant, error), ev shared.AuditEvent) (shared.Tenant, error) {
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return shared.Tenant{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	cur, load, err := lockTenant(ctx, tx, id, "")
+	var updated shared.Tenant
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		cur, load, err := lockTenant(ctx, tx, id, "")
+		if err != nil {
+			return ev, err
+		}
+		next, err := apply(cur, load)
+		if err != nil {
+			return ev, err
+		}
+		updated, err = scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET name = $2, quota = $3, suspended = $4
+			WHERE id = $1 RETURNING `+tenantColumns, id, next.Name, next.Quota, next.Suspended))
+		if err != nil {
+			return ev, fmt.Errorf("update tenant: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
 		return shared.Tenant{}, err
-	}
-	next, err := apply(cur, load)
-	if err != nil {
-		return shared.Tenant{}, err
-	}
-	updated, err := scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET name = $2, quota = $3, suspended = $4
-		WHERE id = $1 RETURNING `+tenantColumns, id, next.Name, next.Quota, next.Suspended))
-	if err != nil {
-		return shared.Tenant{}, fmt.Errorf("update tenant: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
-		return shared.Tenant{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.Tenant{}, fmt.Errorf("commit: %w", err)
 	}
 	return updated, nil
 }

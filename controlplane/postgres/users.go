@@ -55,40 +55,36 @@ func (db *DB) UpdateUser(ctx context.Context, id string, apply func(cur shared.U
 	if !validUUID(id) {
 		return shared.User{}, shared.Errorf(shared.CodeNotFound, "user not found")
 	}
-	tx, err := db.Pool.Begin(ctx)
-	if err != nil {
-		return shared.User{}, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	cur, err := scanUser(tx.QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1 FOR UPDATE", id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return shared.User{}, shared.Errorf(shared.CodeNotFound, "user not found")
-	}
-	if err != nil {
-		return shared.User{}, fmt.Errorf("lock user: %w", err)
-	}
-	next, err := apply(cur)
+	var updated shared.User
+	err := db.audited(ctx, func(tx pgx.Tx) (shared.AuditEvent, error) {
+		cur, err := scanUser(tx.QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1 FOR UPDATE", id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ev, shared.Errorf(shared.CodeNotFound, "user not found")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("lock user: %w", err)
+		}
+		next, err := apply(cur)
+		if err != nil {
+			return ev, err
+		}
+		ips, err := NormalizeCIDRs(next.AllowedIPs)
+		if err != nil {
+			return ev, err
+		}
+		updated, err = scanUser(tx.QueryRow(ctx, `UPDATE users SET email = $2, roles = $3, active = $4, expires_at = $5,
+				allowed_ips = $6::cidr[]
+			WHERE id = $1 RETURNING `+userColumns, id, next.Email, rolesToText(next.Roles), next.Active, next.ExpiresAt, ips))
+		if isUniqueViolation(err) {
+			return ev, shared.Errorf(shared.CodeConflict, "a user with this email already exists")
+		}
+		if err != nil {
+			return ev, fmt.Errorf("update user: %w", err)
+		}
+		return ev, nil
+	})
 	if err != nil {
 		return shared.User{}, err
-	}
-	ips, err := NormalizeCIDRs(next.AllowedIPs)
-	if err != nil {
-		return shared.User{}, err
-	}
-	updated, err := scanUser(tx.QueryRow(ctx, `UPDATE users SET email = $2, roles = $3, active = $4, expires_at = $5,
-			allowed_ips = $6::cidr[]
-		WHERE id = $1 RETURNING `+userColumns, id, next.Email, rolesToText(next.Roles), next.Active, next.ExpiresAt, ips))
-	if isUniqueViolation(err) {
-		return shared.User{}, shared.Errorf(shared.CodeConflict, "a user with this email already exists")
-	}
-	if err != nil {
-		return shared.User{}, fmt.Errorf("update user: %w", err)
-	}
-	if err := insertAudit(ctx, tx, ev); err != nil {
-		return shared.User{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return shared.User{}, fmt.Errorf("commit: %w", err)
 	}
 	return updated, nil
 }
