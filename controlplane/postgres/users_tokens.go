@@ -193,9 +193,11 @@ func (db *DB) CreateUser(ctx context.Context, u shared.User, passwordHash string
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::cidr[]) RETURNING `+userColumns,
 			u.ID, u.Email, passwordHash, nullIfEmpty(u.TenantID), rolesToText(u.Roles), u.Active, u.ExpiresAt, ips)
 		var err error
-		if created, err = scanUser(row); isUniqueViolation(err) {
+		created, err = scanUser(row)
+		if isUniqueViolation(err) {
 			return ev, shared.Errorf(shared.CodeConflict, "a user with this email already exists")
-		} else if err != nil {
+		}
+		if err != nil {
 			return ev, fmt.Errorf("insert user: %w", err)
 		}
 		ev.ObjectID = created.ID
