@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+load=$(cut -d' ' -f1-3 /proc/loadavg) # before this script's own builds and servers add to it
 source scripts/deps.sh
 
 mode=full
@@ -31,7 +32,10 @@ out="$DEPS_DIR/bench.out"
 echo "== bench ($mode): building the suite" >&2
 (cd bench && go test -c -o "$DEPS_DIR/bench.test" .)
 
+# The code measured, read before the suite runs: at the end, docs/BENCHMARKS.md itself is being
+# written.
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
+code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' with uncommitted changes'), $(go version | cut -d' ' -f3)"
 set +e
 (cd bench && BENCH_MODE=$mode "$DEPS_DIR/bench.test" -test.run '^TestSuite$' -test.v -test.timeout 30m) 2>&1 | tee "$out"
 suite=${PIPESTATUS[0]}
@@ -69,8 +73,8 @@ if [ "$mode" = full ] && [ -z "${BENCH_PROFILE_DIR:-}" ]; then
     echo "### Run of $started"
     echo
     echo "- Machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)), $(free -g | awk '/^Mem:/{print $2}') GiB memory, disk ${disk_dev}, rotational=${rotational}; $(uname -sr)"
-    echo "- Load at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
-    echo "- Code: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ] && echo ' with uncommitted changes'), $(go version | cut -d' ' -f3)"
+    echo "- Load at start: $load (the machine is shared)"
+    echo "- Code: $code"
     echo "- Command: \`make bench\`"
     echo "- Outcome: $([ "$status" = 0 ] && echo 'every target met' || echo "$missed target(s) missed$([ "$suite" != 0 ] && echo ', suite failed')")"
     echo
