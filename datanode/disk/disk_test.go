@@ -342,9 +342,10 @@ func TestIDsRefused(t *testing.T) {
 			t.Errorf("Discard upload %q: err = %v", v, err)
 		}
 	}
-	// Nothing was created outside the disk directory, and inside it only the one staged file.
+	// Nothing was created outside the disk directory, and inside it only the one staged file
+	// (small: no sidecar).
 	staged := filepath.Join("disk", collectionsDir, "ok", stagedPrefix+good)
-	if got := files(t, base); !slices.Equal(got, []string{staged, staged + sumsSuffix}) {
+	if got := files(t, base); !slices.Equal(got, []string{staged}) {
 		t.Fatalf("files = %v", got)
 	}
 }
@@ -354,14 +355,16 @@ func TestOpenCleansTempAndReportsStaged(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
 	ver := newID(t)
-	committed, err := s.Write(context.Background(), "c1", newID(t), bytes.NewReader([]byte("committed")), -1)
+	// Both large enough to have sidecars.
+	body := randomBytes(t, noSidecarMax+1)
+	committed, err := s.Write(context.Background(), "c1", newID(t), bytes.NewReader(body), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Finalize(committed, ver); err != nil {
 		t.Fatal(err)
 	}
-	staged, err := s.Write(context.Background(), "c2", newID(t), bytes.NewReader([]byte("staged!")), -1)
+	staged, err := s.Write(context.Background(), "c2", newID(t), bytes.NewReader(body), -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +395,7 @@ func TestOpenCleansTempAndReportsStaged(t *testing.T) {
 	}
 	pending := s2.Pending()
 	if len(pending) != 1 || pending[0].UploadID != staged.UploadID || pending[0].CollectionID != "c2" ||
-		pending[0].Size != int64(len("staged!")) || pending[0].Path != staged.Path {
+		pending[0].Size != int64(len(body)) || pending[0].Path != staged.Path {
 		t.Fatalf("Pending = %+v, want %+v", pending, staged)
 	}
 	f, _, err := s2.OpenVersion("c1", ver)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -69,12 +70,28 @@ func TestBlockSumsMatchTheFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := openStore(t, dir)
-	// Sizes around the block boundary, and one spanning several blocks with a short last one.
-	for _, size := range []int{0, 1, sumsBlock - 1, sumsBlock, sumsBlock + 1, 3*sumsBlock + 12345} {
+	// Sizes around the sidecar's threshold and the block boundary, and one spanning several
+	// blocks with a short last one.
+	for _, size := range []int{0, 1, noSidecarMax, noSidecarMax + 1, sumsBlock - 1, sumsBlock, sumsBlock + 1, 3*sumsBlock + 12345} {
 		body := randomBytes(t, size)
 		id, sum := storeVersion(t, s, "c", body)
 		b, err := os.ReadFile(versionSumsPath(filepath.Join(dir, collectionsDir, "c"), id))
-		if err != nil {
+		if size <= noSidecarMax {
+			// No sidecar: LoadSums computes the sums after checking the file's sha256.
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("size %d: a sidecar was written for a small version: %v", size, err)
+			}
+			f, _, err := s.OpenVersion("c", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sums, err := s.LoadSums("c", id, f, int64(size), sum)
+			f.Close()
+			if err != nil {
+				t.Fatalf("size %d: %v", size, err)
+			}
+			b = sums.encode()
+		} else if err != nil {
 			t.Fatalf("size %d: sidecar: %v", size, err)
 		}
 		sums, err := decodeSums(b, int64(size))
@@ -201,6 +218,36 @@ func TestLoadSumsRebuilds(t *testing.T) {
 	}
 }
 
+// A version small enough to have no sidecar is checked whole against its recorded sha256: a
+// flipped byte is refused before anything is sent, and a sidecar beside it (left by an older
+// node) is not trusted.
+func TestSmallVersionCheckedBySHA256(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	body := randomBytes(t, 4096)
+	id, sum := storeVersion(t, s, "c", body)
+	path := filepath.Join(dir, collectionsDir, "c", id)
+
+	// A stale sidecar that would accept anything it is asked about is ignored.
+	other := Sums{Size: int64(len(body)), Blocks: []uint32{0}}
+	if err := os.WriteFile(versionSumsPath(filepath.Dir(path), id), other.encode(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := send(t, s, "c", id, int64(len(body)), sum, 0, int64(len(body))); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("intact small version: %d bytes, err %v", len(got), err)
+	}
+
+	flipByte(t, path, 4000)
+	for _, r := range [][2]int64{{0, int64(len(body))}, {0, 10}} { // the damage outside the range too
+		got, err := send(t, s, "c", id, int64(len(body)), sum, r[0], r[1])
+		var damaged *DamagedError
+		if !errors.As(err, &damaged) || len(got) != 0 {
+			t.Fatalf("damaged small version, bytes %d+%d: %d bytes sent, err %v", r[0], r[1], len(got), err)
+		}
+	}
+}
+
 // Remove and Drop take the sidecar with the file, so the directory can go.
 func TestRemoveTakesTheSidecar(t *testing.T) {
 	t.Parallel()
@@ -259,12 +306,16 @@ func TestOverheadCoversTheSidecar(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := openStore(t, dir)
-	for _, size := range []int{1, 4095, 4096, sumsBlock + 1, 5*sumsBlock + 3} {
+	for _, size := range []int{1, 4095, 4096, noSidecarMax + 1, sumsBlock + 1, 5*sumsBlock + 3} {
 		id, _ := storeVersion(t, s, "c", randomBytes(t, size))
 		var used int64
 		for _, name := range []string{id, "." + id + sumsSuffix} {
 			var st syscall.Stat_t
-			if err := syscall.Stat(filepath.Join(dir, collectionsDir, "c", name), &st); err != nil {
+			err := syscall.Stat(filepath.Join(dir, collectionsDir, "c", name), &st)
+			if errors.Is(err, syscall.ENOENT) && name != id && size <= noSidecarMax {
+				continue
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			used += st.Blocks * 512

@@ -96,9 +96,11 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 	if err := os.Rename(tmp, staged); err != nil {
 		return Staged{}, fmt.Errorf("stage upload: %w", err)
 	}
-	if err := writeSums(staged+sumsSuffix, sums); err != nil {
-		// Derived data: a download rebuilds it from the file and its recorded sha256.
-		s.log.Warn("could not save block checksums", "collection", collectionID, "upload", uploadID, "err", err)
+	if size > noSidecarMax {
+		if err := writeSums(staged+sumsSuffix, sums); err != nil {
+			// Derived data: a download rebuilds it from the file and its recorded sha256.
+			s.log.Warn("could not save block checksums", "collection", collectionID, "upload", uploadID, "err", err)
+		}
 	}
 	if err := syncDir(dir); err != nil {
 		os.Remove(staged)
@@ -231,7 +233,9 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 		return nil
 	}
 	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for.
-	if err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if st.Size <= noSidecarMax {
+		// none was written
+	} else if err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
 	}
 	s.forget(uploadID)
