@@ -31,10 +31,28 @@ deps_pg_bin() {
   return 1
 }
 
+# A free port below the kernel's ephemeral range, like shared/localport: one from that range
+# may become the local end of any outgoing connection before the server binds it.
 deps_free_port() {
-  python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 20000))
-import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+  python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 10000))
+import random, socket
+try:
+    lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    lo = 32768
+for _ in range(200):
+    port = random.randrange(max(1024, lo - 20000), lo)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit(1)
 PY
 }
 

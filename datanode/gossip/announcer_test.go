@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"backuprepo/shared"
+	"backuprepo/shared/localport"
 	"backuprepo/shared/nodemeta"
 )
 
@@ -193,13 +193,11 @@ func TestAnnounceAndUpdate(t *testing.T) {
 func TestJoinRetriesUntilTheControlPlaneIsUp(t *testing.T) {
 	t.Parallel()
 	key := newKey(t)
-	// Reserve a port (TCP and UDP) for an observer that starts later.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port (TCP and UDP) for an observer that starts later.
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	a := startAnnouncer(t, key, fmt.Sprintf("127.0.0.1:%d", port), meta(5_000, 500_000))
 	time.Sleep(800 * time.Millisecond)
 	if n := a.Members(); n != 1 {

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +32,7 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/localport"
 	"backuprepo/shared/token"
 )
 
@@ -136,14 +137,14 @@ func runControlPlane(t *testing.T, args []string, base string) (string, error) {
 	}
 }
 
+// freePort returns a free 127.0.0.1 address for a process started afterwards.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // startControlPlane starts the binary; extraArgs are further flags (a shorter -upload-lease).

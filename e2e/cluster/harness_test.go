@@ -24,6 +24,7 @@ import (
 	"github.com/ory/dockertest/v3"
 
 	"backuprepo/e2e/stack"
+	"backuprepo/shared/localport"
 )
 
 const (
@@ -525,22 +526,11 @@ func (c *cluster) waitState(ctx context.Context, api *stack.Stack, node, state s
 // freePort is a port free for TCP and UDP on host (memberlist uses both).
 func freePort(t *testing.T, host string) int {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			t.Fatalf("find a free port on %s: %v", host, err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", l.Addr().String())
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
+	port, err := localport.FreeOn(host)
+	if err != nil {
+		t.Fatalf("find a free port on %s: %v", host, err)
 	}
-	t.Fatalf("no free port on %s", host)
-	return 0
+	return port
 }
 
 func randomBytes(n int) []byte {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"backuprepo/e2e/stack"
+	"backuprepo/shared/localport"
 )
 
 const (
@@ -283,12 +284,11 @@ func writeCertificates(t testing.TB, dir string) *x509.CertPool {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // serverBlocks splits an nginx file into its top-level server { } blocks.

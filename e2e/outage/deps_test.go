@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"backuprepo/shared/localport"
 )
 
 // deps are a PostgreSQL and a Redis of this test alone, started the way scripts/deps.sh starts
@@ -174,13 +176,12 @@ func isExec(p string) bool {
 	return err == nil && fi.Mode()&0o111 != 0
 }
 
-// freePort is a free 127.0.0.1 TCP port.
+// freePort is a free 127.0.0.1 port.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"backuprepo/shared/localport"
 )
 
 // Options shape a stack. The zero value runs two data nodes with one disk each.
@@ -412,29 +413,21 @@ func processEnv(settings map[string]string, extra []string) []string {
 	return append(env, extra...) // later entries win in os/exec
 }
 
-// portPicker hands out free 127.0.0.1 ports, free for both TCP and UDP (memberlist uses both
-// on its port), never the same one twice to one stack.
+// portPicker hands out free 127.0.0.1 ports (localport.Free: free for TCP and UDP, from
+// below the ephemeral range), never the same one twice to one stack.
 type portPicker struct{ used map[int]bool }
 
 func (p *portPicker) next(t testing.TB) int {
 	t.Helper()
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := localport.Free()
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", l.Addr().String())
-		l.Close()
-		if err != nil {
-			continue
+		if !p.used[port] {
+			p.used[port] = true
+			return port
 		}
-		u.Close()
-		if p.used[port] {
-			continue
-		}
-		p.used[port] = true
-		return port
 	}
 	t.Fatal("no free port found")
 	return 0

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backuprepo/backupctl/client"
+	"backuprepo/shared/localport"
 )
 
 // stack is a real control plane and data node started from their binaries, shared by the
@@ -242,19 +242,11 @@ func freshDatabase(base string) (string, func(), error) {
 
 // freePort returns a port free for both TCP and UDP (gossip uses both).
 func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
+	port, err := localport.Free()
+	if err != nil {
+		panic(err)
 	}
+	return port
 }
 
 func waitUp(base string) error {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/localport"
 	"backuprepo/shared/nodemeta"
 )
 
@@ -72,22 +72,14 @@ func TestBadConfigExits2WithOneLine(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T, network string) int {
+// freePort returns a 127.0.0.1 port free for TCP and UDP alike.
+func freePort(t *testing.T) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // TestProcess starts the binary: it cleans its disks, settles a staged upload with the control
@@ -150,8 +142,8 @@ func TestProcess(t *testing.T) {
 	}
 	defer ml.Shutdown()
 
-	httpPort := freePort(t, "tcp")
-	gossipPort := freePort(t, "udp")
+	httpPort := freePort(t)
+	gossipPort := freePort(t)
 	env = append(env,
 		"BR_LISTEN=127.0.0.1:"+strconv.Itoa(httpPort),
 		"BR_CONTROLPLANE_URL="+cp.URL,
