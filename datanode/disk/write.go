@@ -232,11 +232,13 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 		s.forget(uploadID)
 		return nil
 	}
-	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for.
-	if st.Size <= noSidecarMax {
-		// none was written
-	} else if err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
+	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for. A
+	// small version has none.
+	if st.Size > noSidecarMax {
+		err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
+		}
 	}
 	s.forget(uploadID)
 	return nil
