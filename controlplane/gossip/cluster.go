@@ -127,7 +127,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	if len(cfg.Join) > 0 {
 		c.wg.Add(1)
-		go func() { defer c.wg.Done(); joinLoop(ctx, ml, cfg.Join, cfg.Logger) }()
+		go func() { defer c.wg.Done(); nodemeta.KeepJoined(ctx, ml, cfg.Join, cfg.Logger) }()
 	}
 	return c, nil
 }
@@ -163,49 +163,6 @@ func memberlistConfig(name, bindAddr string, bindPort int, advAddr string, advPo
 	conf.Logger = log.New(nodemeta.NewLogWriter(logger), "", 0)
 	return conf
 }
-
-// joinLoop contacts the join list until one member answers, then keeps at it: memberlist
-// stops contacting a member about 30 s after declaring it dead, so a partition longer than
-// that would never heal, nor would a restarted control plane be found again by nodes that
-// still see each other. Once joined, the list is joined again whenever this member is alone,
-// and every refreshEvery in any case (a push/pull with each address, cheap at that rate).
-// Members() is not read for this: memberlist mutates the nodes it returns (a data race).
-func joinLoop(ctx context.Context, ml *memberlist.Memberlist, addrs []string, logger *slog.Logger) {
-	wait := 500 * time.Millisecond
-	var joinedAt time.Time
-	for attempt := 1; ; attempt++ {
-		if joinedAt.IsZero() || ml.NumMembers() <= 1 || time.Since(joinedAt) >= refreshEvery {
-			n, err := ml.Join(addrs)
-			switch {
-			case n > 0 && joinedAt.IsZero():
-				logger.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
-			case n > 0:
-				logger.Debug("refreshed gossip membership", "contacted", n)
-			case attempt == 1 || attempt%10 == 0:
-				logger.Warn("cannot reach gossip members yet, retrying", "join", addrs, "attempts", attempt, "err", err)
-			}
-			if n > 0 {
-				joinedAt = time.Now()
-			}
-		}
-		if !joinedAt.IsZero() {
-			wait = aloneCheckEvery
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, aloneCheckEvery)
-	}
-}
-
-const (
-	// aloneCheckEvery is how often a joined member checks whether it is alone.
-	aloneCheckEvery = 5 * time.Second
-	// refreshEvery is how often a joined member joins its list again regardless.
-	refreshEvery = 30 * time.Second
-)
 
 // Registry is the live view of the data nodes.
 func (c *Cluster) Registry() *Registry { return c.reg }

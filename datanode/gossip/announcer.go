@@ -120,7 +120,7 @@ func New(cfg Config) (*Announcer, error) {
 	go func() { defer close(a.announced); a.announceLoop(ctx) }()
 	if len(cfg.Join) > 0 {
 		a.wg.Add(1)
-		go func() { defer a.wg.Done(); a.joinLoop(ctx, cfg.Join) }()
+		go func() { defer a.wg.Done(); nodemeta.KeepJoined(ctx, a.ml, cfg.Join, a.log) }()
 	}
 	return a, nil
 }
@@ -142,50 +142,6 @@ func (a *Announcer) check(m nodemeta.Meta) (nodemeta.Meta, []byte, error) {
 	}
 	return m, b, nil
 }
-
-// joinLoop contacts the join list until one member answers, then keeps at it: memberlist
-// stops contacting a member about 30 s after declaring it dead, so a partition longer than
-// that would never heal, nor would a restarted control plane be found again by nodes that
-// still see each other. Once joined, the list is joined again whenever this member is alone,
-// and every refreshEvery in any case (a push/pull with each address, cheap at that rate).
-// Members() is not read for this: memberlist mutates the nodes it returns (a data race).
-func (a *Announcer) joinLoop(ctx context.Context, addrs []string) {
-	ml, logger := a.ml, a.log
-	wait := 500 * time.Millisecond
-	var joinedAt time.Time
-	for attempt := 1; ; attempt++ {
-		if joinedAt.IsZero() || ml.NumMembers() <= 1 || time.Since(joinedAt) >= refreshEvery {
-			n, err := ml.Join(addrs)
-			switch {
-			case n > 0 && joinedAt.IsZero():
-				logger.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
-			case n > 0:
-				logger.Debug("refreshed gossip membership", "contacted", n)
-			case attempt == 1 || attempt%10 == 0:
-				logger.Warn("cannot reach gossip members yet, retrying", "join", addrs, "attempts", attempt, "err", err)
-			}
-			if n > 0 {
-				joinedAt = time.Now()
-			}
-		}
-		if !joinedAt.IsZero() {
-			wait = aloneCheckEvery
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, aloneCheckEvery)
-	}
-}
-
-const (
-	// aloneCheckEvery is how often a joined member checks whether it is alone.
-	aloneCheckEvery = 5 * time.Second
-	// refreshEvery is how often a joined member joins its list again regardless.
-	refreshEvery = 30 * time.Second
-)
 
 // announceLoop is the one goroutine that calls UpdateNode; memberlist asks the delegate for the
 // metadata then, so a burst of updates goes out as one announcement of the newest.

@@ -68,6 +68,59 @@ func DefaultTiming() Timing {
 	}
 }
 
+// Joiner is what KeepJoined needs of a member: *memberlist.Memberlist has both methods.
+type Joiner interface {
+	Join(addrs []string) (int, error)
+	NumMembers() int
+}
+
+// KeepJoined contacts the join list until one member answers, then keeps at it: memberlist
+// stops contacting a member about 30 s after declaring it dead, so a partition longer than
+// that would never heal, nor would a restarted control plane be found again by nodes that
+// still see each other. Once joined, the list is joined again whenever this member is alone,
+// and every refreshEvery in any case (a push/pull with each address, cheap at that rate).
+// Members() is not read for this: memberlist mutates the nodes it returns (a data race).
+// Control plane and data nodes both run it, so a cluster heals the same way from either side.
+// It returns when ctx ends.
+func KeepJoined(ctx context.Context, m Joiner, addrs []string, logger *slog.Logger) {
+	wait := firstRetry
+	var joinedAt time.Time
+	for attempt := 1; ; attempt++ {
+		if joinedAt.IsZero() || m.NumMembers() <= 1 || time.Since(joinedAt) >= refreshEvery {
+			n, err := m.Join(addrs)
+			switch {
+			case n > 0 && joinedAt.IsZero():
+				logger.Info("joined gossip cluster", "contacted", n, "attempts", attempt)
+			case n > 0:
+				logger.Debug("refreshed gossip membership", "contacted", n)
+			case attempt == 1 || attempt%10 == 0:
+				logger.Warn("cannot reach gossip members yet, retrying", "join", addrs, "attempts", attempt, "err", err)
+			}
+			if n > 0 {
+				joinedAt = time.Now()
+			}
+		}
+		if !joinedAt.IsZero() {
+			wait = aloneCheckEvery
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, aloneCheckEvery)
+	}
+}
+
+const (
+	// firstRetry is the wait after the first failed join; it doubles up to aloneCheckEvery.
+	firstRetry = 500 * time.Millisecond
+	// aloneCheckEvery is how often a joined member checks whether it is alone.
+	aloneCheckEvery = 5 * time.Second
+	// refreshEvery is how often a joined member joins its list again regardless.
+	refreshEvery = 30 * time.Second
+)
+
 // NewLogWriter returns an io.Writer for memberlist's *log.Logger (created with no prefix and
 // no flags) that turns each "[LEVEL] memberlist: message" line into one slog record at the
 // matching level.

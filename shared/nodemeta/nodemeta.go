@@ -1,6 +1,6 @@
 // Package nodemeta is the gossip cluster's shared contract: the one codec for the metadata each
-// member announces (at most 512 bytes), the protocol timing every member runs with, and the
-// bridge of memberlist's log lines into slog.
+// member announces (at most 512 bytes), the protocol timing every member runs with, how every
+// member keeps itself joined, and the bridge of memberlist's log lines into slog.
 package nodemeta
 
 import (
