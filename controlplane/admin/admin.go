@@ -129,6 +129,19 @@ func pageSize(first int) (int, error) {
 	return first, nil
 }
 
+// listArgs checks the arguments of a list that only an unscoped caller may read: the caller,
+// the page size and the cursor (the last key of the previous page, "" for the first).
+func listArgs(ctx context.Context, page shared.Page) (p shared.Principal, limit int, after string, err error) {
+	if p, err = unscoped(ctx); err != nil {
+		return p, 0, "", err
+	}
+	if limit, err = pageSize(page.First); err != nil {
+		return p, 0, "", err
+	}
+	after, err = decodeCursor(page.After)
+	return p, limit, after, err
+}
+
 // Cursors are opaque to clients: the base64 of the last key seen.
 func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
 

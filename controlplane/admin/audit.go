@@ -11,15 +11,7 @@ import (
 // AuditLog lists audit events newest first: any tenant's or all ("") for systemAdmin, the own
 // tenant's for tenantAdmin.
 func (s *Service) AuditLog(ctx context.Context, tenantID string, page shared.Page) ([]shared.AuditEvent, shared.PageInfo, error) {
-	p, err := unscoped(ctx)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	limit, err := pageSize(page.First)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	cursor, err := decodeCursor(page.After)
+	p, limit, cursor, err := listArgs(ctx, page)
 	if err != nil {
 		return nil, shared.PageInfo{}, err
 	}

@@ -79,15 +79,7 @@ func (s *Service) Tenant(ctx context.Context, id string) (shared.Tenant, error) 
 
 // Tenants lists tenants ordered by slug: all for systemAdmin, the caller's own otherwise.
 func (s *Service) Tenants(ctx context.Context, page shared.Page) ([]shared.Tenant, shared.PageInfo, error) {
-	p, err := unscoped(ctx)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	limit, err := pageSize(page.First)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	after, err := decodeCursor(page.After)
+	p, limit, after, err := listArgs(ctx, page)
 	if err != nil {
 		return nil, shared.PageInfo{}, err
 	}

@@ -148,15 +148,7 @@ func (s *Service) User(ctx context.Context, id string) (shared.User, error) {
 // Users lists the users of a tenant ordered by id ("" = the caller's tenant, or everyone for
 // systemAdmin).
 func (s *Service) Users(ctx context.Context, tenantID string, page shared.Page) ([]shared.User, shared.PageInfo, error) {
-	p, err := unscoped(ctx)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	limit, err := pageSize(page.First)
-	if err != nil {
-		return nil, shared.PageInfo{}, err
-	}
-	after, err := decodeCursor(page.After)
+	p, limit, after, err := listArgs(ctx, page)
 	if err != nil {
 		return nil, shared.PageInfo{}, err
 	}
