@@ -31,7 +31,7 @@ deps_pg_bin() {
   return 1
 }
 
-# A free port below the kernel's ephemeral range, like shared/localport: one from that range
+# A free port below the kernel's ephemeral range, like shared/localserver: one from that range
 # may become the local end of any outgoing connection before the server binds it.
 deps_free_port() {
   python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 10000))

@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"backuprepo/shared"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 	"backuprepo/shared/nodemeta"
 )
 
@@ -194,7 +194,7 @@ func TestJoinRetriesUntilTheControlPlaneIsUp(t *testing.T) {
 	t.Parallel()
 	key := newKey(t)
 	// A port (TCP and UDP) for an observer that starts later.
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

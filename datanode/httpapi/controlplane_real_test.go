@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,7 +31,7 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 	"backuprepo/shared/token"
 )
 
@@ -116,31 +115,18 @@ func runControlPlane(t *testing.T, args []string, base string) (string, error) {
 			t.Logf("control plane log:\n%s", readLog())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/livez")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "", nil
-			}
-		}
-		select {
-		case <-done:
-			return readLog(), errors.New("the control plane exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			return readLog(), errors.New("the control plane did not come up")
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := localserver.WaitOK(ctx, base+"/livez", done); err != nil {
+		return readLog(), fmt.Errorf("the control plane did not come up: %w", err)
 	}
+	return "", nil
 }
 
 // freePort returns a free 127.0.0.1 address for a process started afterwards.
 func freePort(t *testing.T) string {
 	t.Helper()
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

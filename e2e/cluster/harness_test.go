@@ -24,7 +24,7 @@ import (
 	"github.com/ory/dockertest/v3"
 
 	"backuprepo/e2e/stack"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 )
 
 const (
@@ -169,7 +169,7 @@ func startCluster(t *testing.T, pool *dockertest.Pool, cpBin string) *cluster {
 		}
 	}
 	for _, n := range c.nodes {
-		if err := waitHTTP(ctx, n.url+"/livez"); err != nil {
+		if err := localserver.WaitOK(ctx, n.url+"/livez", nil); err != nil {
 			t.Fatalf("%s: %v\n%s", n.name, err, c.containerLogs(n, 40))
 		}
 	}
@@ -245,7 +245,7 @@ func (c *cluster) addDataNode(t *testing.T, name string, tmpfs int64) *dataNode 
 	if err := c.runDataNode(t, n); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitHTTP(ctx, n.url+"/livez"); err != nil {
+	if err := localserver.WaitOK(ctx, n.url+"/livez", nil); err != nil {
 		t.Fatalf("%s: %v\n%s", n.name, err, c.containerLogs(n, 40))
 	}
 	if _, err := c.waitState(ctx, c.api, n.name, "alive"); err != nil {
@@ -463,28 +463,6 @@ func (c *cluster) newControlPlane(t *testing.T, name string, extra []string) *co
 	return p
 }
 
-// waitHTTP polls url until it answers 200 or ctx ends.
-func waitHTTP(ctx context.Context, url string) error {
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer 200: %w", url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // nodeStates returns every data node's state in api's view.
 func nodeStates(ctx context.Context, api *stack.Stack) (map[string]string, error) {
 	var out struct {
@@ -526,7 +504,7 @@ func (c *cluster) waitState(ctx context.Context, api *stack.Stack, node, state s
 // freePort is a port free for TCP and UDP on host (memberlist uses both).
 func freePort(t *testing.T, host string) int {
 	t.Helper()
-	port, err := localport.FreeOn(host)
+	port, err := localserver.FreePortOn(host)
 	if err != nil {
 		t.Fatalf("find a free port on %s: %v", host, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"backuprepo/e2e/stack"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/localserver"
 )
 
 // deathBound is how soon SPEC §6's "within seconds" must mark a dead node (issue 4: 10 s).
@@ -546,7 +547,7 @@ func (s *suite) controlPlaneRestart(t *testing.T) {
 		}
 	}
 	for _, n := range c.nodes {
-		if err := waitHTTP(ctx, n.url+"/livez"); err != nil {
+		if err := localserver.WaitOK(ctx, n.url+"/livez", nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.waitState(ctx, c.api, n.name, "alive"); err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backuprepo/e2e/stack"
+	"backuprepo/shared/localserver"
 )
 
 // requireDocker returns the docker command once the engine answers.
@@ -251,26 +251,14 @@ func runCluster(t *testing.T, docker string, images map[string]string) {
 	}
 }
 
+// waitHTTP fails t unless u answers 200 within the given time.
 func waitHTTP(t *testing.T, u string, within time.Duration) {
 	t.Helper()
-	c := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(within)
-	last := ""
-	for time.Now().Before(deadline) {
-		resp, err := c.Get(u)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
-		} else {
-			last = err.Error()
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), within)
+	defer cancel()
+	if err := localserver.WaitOK(ctx, u, nil); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s did not answer 200 within %s (last: %s)", u, within, last)
 }
 
 // freshDatabase creates an empty database on TEST_DATABASE_URL's server, dropped at the end.

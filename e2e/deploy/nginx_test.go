@@ -34,7 +34,7 @@ import (
 	"time"
 
 	"backuprepo/e2e/stack"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 )
 
 const (
@@ -284,7 +284,7 @@ func writeCertificates(t testing.TB, dir string) *x509.CertPool {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

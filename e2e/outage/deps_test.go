@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 )
 
 // deps are a PostgreSQL and a Redis of this test alone, started the way scripts/deps.sh starts
@@ -179,7 +179,7 @@ func isExec(p string) bool {
 // freePort is a free 127.0.0.1 port.
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

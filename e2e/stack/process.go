@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"backuprepo/shared/localserver"
 )
 
 // stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL: beyond the 2 s the
@@ -174,26 +175,14 @@ func (p *Process) Restart(ctx context.Context) error {
 // WaitLive polls the process's /livez until it answers 200, the process exits or ctx ends.
 func (p *Process) WaitLive(ctx context.Context) error {
 	_, done := p.current()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.livez, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("%s exited before serving:\n%s", p.Name, p.Tail(20))
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not serve %s: %w", p.Name, p.livez, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	err := localserver.WaitOK(ctx, p.livez, done)
+	if errors.Is(err, localserver.ErrExited) {
+		return fmt.Errorf("%s exited before serving:\n%s", p.Name, p.Tail(20))
 	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
+	return nil
 }
 
 // Tail returns the last n lines of the process's log.

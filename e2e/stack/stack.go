@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 )
 
 // Options shape a stack. The zero value runs two data nodes with one disk each.
@@ -413,14 +413,14 @@ func processEnv(settings map[string]string, extra []string) []string {
 	return append(env, extra...) // later entries win in os/exec
 }
 
-// portPicker hands out free 127.0.0.1 ports (localport.Free: free for TCP and UDP, from
+// portPicker hands out free 127.0.0.1 ports (localserver.FreePort: free for TCP and UDP, from
 // below the ephemeral range), never the same one twice to one stack.
 type portPicker struct{ used map[int]bool }
 
 func (p *portPicker) next(t testing.TB) int {
 	t.Helper()
 	for range 100 {
-		port, err := localport.Free()
+		port, err := localserver.FreePort()
 		if err != nil {
 			t.Fatalf("find a free port: %v", err)
 		}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"backuprepo/backupctl/client"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 )
 
 // stack is a real control plane and data node started from their binaries, shared by the
@@ -242,7 +241,7 @@ func freshDatabase(base string) (string, func(), error) {
 
 // freePort returns a port free for both TCP and UDP (gossip uses both).
 func freePort() int {
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		panic(err)
 	}
@@ -250,20 +249,9 @@ func freePort() int {
 }
 
 func waitUp(base string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/livez")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s/livez did not answer 200: %v", base, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return localserver.WaitOK(ctx, base+"/livez", nil)
 }
 
 func randomBytes(n int) []byte {

@@ -22,7 +22,7 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
-	"backuprepo/shared/localport"
+	"backuprepo/shared/localserver"
 	"backuprepo/shared/nodemeta"
 )
 
@@ -75,7 +75,7 @@ func TestBadConfigExits2WithOneLine(t *testing.T) {
 // freePort returns a 127.0.0.1 port free for TCP and UDP alike.
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := localport.Free()
+	port, err := localserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

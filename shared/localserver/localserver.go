@@ -1,15 +1,20 @@
-// Package localport picks ports on a local address for servers that must be told their port
-// before they start: the control planes, data nodes and gossip members that tests run as
-// processes.
-package localport
+// Package localserver is what tests need to run servers as processes on this machine (control
+// planes, data nodes, gossip members, PostgreSQL): a port to give a server before it starts,
+// and a wait until it serves.
+package localserver
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The range ports are drawn from ends where the kernel's ephemeral range starts.
@@ -26,13 +31,13 @@ const (
 	lowest          = 1024
 )
 
-// Free returns a port free on 127.0.0.1 for both TCP and UDP (memberlist binds both on its
-// port) at the time of the call, chosen at random below the ephemeral range, or an error
+// FreePort returns a port free on 127.0.0.1 for both TCP and UDP (memberlist binds both on
+// its port) at the time of the call, chosen at random below the ephemeral range, or an error
 // after 200 draws found none.
-func Free() (int, error) { return FreeOn("127.0.0.1") }
+func FreePort() (int, error) { return FreePortOn("127.0.0.1") }
 
-// FreeOn is Free for another local address (a Docker network's gateway, say).
-func FreeOn(host string) (int, error) {
+// FreePortOn is FreePort for another local address (a Docker network's gateway, say).
+func FreePortOn(host string) (int, error) {
 	hi := ephemeralStart()
 	lo := max(lowest, hi-span)
 	if hi-lo < 100 {
@@ -77,4 +82,38 @@ func ephemeralStart() int {
 		return defaultEphemera
 	}
 	return n
+}
+
+// ErrExited is WaitOK's error when the server's process ended before it answered.
+var ErrExited = errors.New("the server exited before it answered")
+
+// WaitOK polls url every 50 ms until it answers 200, exited is closed (ErrExited; a nil
+// channel never is) or ctx ends. The error of an unanswered wait says what the last try got.
+func WaitOK(ctx context.Context, url string, exited <-chan struct{}) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	last := "nothing yet"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%d %q", resp.StatusCode, b)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-exited:
+			return ErrExited
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200: %w (last: %s)", url, ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
