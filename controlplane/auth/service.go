@@ -487,22 +487,8 @@ func (s *Service) Revoke(ctx context.Context, tokenID string, ev shared.AuditEve
 	if err != nil {
 		return shared.TokenRecord{}, err
 	}
-	s.cacheRevoked(ctx, postgres.RevokedToken{ID: rec.ID, ExpiresAt: rec.ExpiresAt})
+	s.CacheRevoked(ctx, postgres.RevokedToken{ID: rec.ID, ExpiresAt: rec.ExpiresAt})
 	return rec, nil
-}
-
-// CacheRevoked puts a token that PostgreSQL already holds revoked (a one-shot token, revoked
-// by the commit that used it) into the Redis fast path.
-func (s *Service) CacheRevoked(ctx context.Context, tokenID string) error {
-	rec, err := s.db.TokenByID(ctx, tokenID)
-	if err != nil {
-		return err
-	}
-	if rec.RevokedAt == nil {
-		return fmt.Errorf("token %s is not revoked", tokenID)
-	}
-	s.cacheRevoked(ctx, postgres.RevokedToken{ID: rec.ID, ExpiresAt: rec.ExpiresAt})
-	return nil
 }
 
 // RevokeUser revokes every live token of a user, for deactivation.
@@ -511,13 +497,15 @@ func (s *Service) RevokeUser(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	s.cacheRevoked(ctx, revoked...)
+	s.CacheRevoked(ctx, revoked...)
 	return nil
 }
 
-// cacheRevoked writes the Redis fast path. PostgreSQL already refuses these tokens, so a Redis
+// CacheRevoked writes tokens that PostgreSQL already holds revoked into the Redis fast path,
+// each until it would have expired anyway: Revoke and RevokeUser use it, and so does an upload's
+// commit for the one-shot token it revoked. PostgreSQL already refuses these tokens, so a Redis
 // failure is logged, not returned.
-func (s *Service) cacheRevoked(ctx context.Context, toks ...postgres.RevokedToken) {
+func (s *Service) CacheRevoked(ctx context.Context, toks ...postgres.RevokedToken) {
 	now := s.now()
 	pipe := s.rdb.Pipeline()
 	n := 0

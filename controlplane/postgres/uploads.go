@@ -356,16 +356,19 @@ func (db *DB) VersionByUploadID(ctx context.Context, uploadID string) (shared.Ve
 // CommitState is what a commit needs to decide: the reservation, the collection and its
 // versions. Found is false when there is no reservation row for the upload.
 type CommitState struct {
-	Found      bool
-	Live       bool // the reservation has not expired
-	Bytes      int64
-	NodeName   string
-	TenantID   string
-	UserID     string
-	TokenID    string
-	TokenOnce  bool
-	Collection shared.Collection
-	Versions   []shared.Version // oldest first, with ID, Number, Size and CreatedAt
+	Found     bool
+	Live      bool // the reservation has not expired
+	Bytes     int64
+	NodeName  string
+	TenantID  string
+	UserID    string
+	TokenID   string
+	TokenOnce bool
+	// TokenExpiresAt is when the upload's token expires (zero without a token): how long a
+	// one-shot token's revocation must stay cached.
+	TokenExpiresAt time.Time
+	Collection     shared.Collection
+	Versions       []shared.Version // oldest first, with ID, Number, Size and CreatedAt
 }
 
 // CommitState reads an upload's reservation with its collection and versions in one statement.
@@ -379,13 +382,15 @@ func (db *DB) CommitState(ctx context.Context, uploadID string) (CommitState, er
 		keep int64
 		wins []byte
 		va   versionArrays
+		exp  *time.Time
 	)
-	dest := []any{&st.Live, &st.Bytes, &st.NodeName, &st.TenantID, &st.UserID, &st.TokenID, &st.TokenOnce,
+	dest := []any{&st.Live, &st.Bytes, &st.NodeName, &st.TenantID, &st.UserID, &st.TokenID, &st.TokenOnce, &exp,
 		&c.ID, &c.TenantID, &c.Description, &c.Tags, &c.FilenameTemplate, &c.MaxBackupsCount,
 		&c.MaxOneVersionSize, &c.MaxCollectionSize, &c.Strategy, &c.MaxOlderCopies, &keep, &wins,
 		&c.RequireEncryption, &c.HasHealthCode, &c.NodeName, &c.CreatedAt, &c.UpdatedAt}
 	err := db.Pool.QueryRow(ctx, `SELECT r.expires_at > now(), r.bytes, r.node_name, r.tenant_id::text,
-			coalesce(r.user_id::text, ''), coalesce(r.token_id::text, ''), coalesce(t.once, false), `+collectionColumns+`,
+			coalesce(r.user_id::text, ''), coalesce(r.token_id::text, ''), coalesce(t.once, false), t.expires_at,
+			`+collectionColumns+`,
 			vs.ids, vs.numbers, vs.sizes, vs.created
 		FROM upload_reservations r
 		JOIN collections c ON c.id = r.collection_id
@@ -404,6 +409,9 @@ func (db *DB) CommitState(ctx context.Context, uploadID string) (CommitState, er
 	}
 	st.Found = true
 	st.Collection = c
+	if exp != nil {
+		st.TokenExpiresAt = *exp
+	}
 	if st.Versions, err = va.versions(c.ID); err != nil {
 		return CommitState{}, err
 	}

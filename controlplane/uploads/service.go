@@ -337,9 +337,7 @@ func (s *Service) Commit(ctx context.Context, node string, req internalapi.Commi
 	if st.TokenOnce {
 		// The revocation is already committed with the version; this fills the revocation
 		// cache every replica checks first.
-		if err := s.auth.CacheRevoked(context.WithoutCancel(ctx), st.TokenID); err != nil {
-			s.log.WarnContext(ctx, "cache one-shot token revocation", "token_id", st.TokenID, "err", err)
-		}
+		s.auth.CacheRevoked(context.WithoutCancel(ctx), postgres.RevokedToken{ID: st.TokenID, ExpiresAt: st.TokenExpiresAt})
 	}
 	s.release(ctx, st.Collection.ID, req.UploadID)
 	return internalapi.CommitResponse{Version: v, Rotated: rotated}, nil
