@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"backuprepo/shared/pacing"
 )
 
 // The reference servers of the downloads benchmark run in processes of their own, so that
@@ -38,9 +40,10 @@ func TestMain(m *testing.M) {
 }
 
 // runReference listens on 127.0.0.1, prints the address on the first line of stdout and
-// serves until killed.
+// serves until killed. It listens like the control plane and the data node (pacing.Listen):
+// the references differ from them in their code, not in how their sockets are set.
 func runReference(name string, serve func(net.Listener) error) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := pacing.Listen("127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		return 1

@@ -23,6 +23,7 @@ import (
 	"backuprepo/shared"
 	"backuprepo/shared/envelope"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/pacing"
 	"backuprepo/shared/token"
 )
 
@@ -224,7 +225,7 @@ func New(cfg Config) *FrontDoor {
 		cfg.RetryAfter = 10 * time.Second
 	}
 	pool := &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, bufferSize); return &b }}}
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: pacing.Control}
 	transport := &http.Transport{
 		Proxy: nil,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

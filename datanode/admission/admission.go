@@ -19,6 +19,7 @@ import (
 
 	"backuprepo/shared"
 	"backuprepo/shared/internalapi"
+	"backuprepo/shared/pacing"
 )
 
 // maxAnswer bounds how much of an internal API answer is read; a list of versions of a large
@@ -56,7 +57,7 @@ type Client struct {
 // are small JSON requests, so anything slower than a few seconds means trouble.
 func NewHTTPClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, Control: pacing.Control}).DialContext
 	t.ResponseHeaderTimeout = 15 * time.Second
 	t.MaxIdleConnsPerHost = 32
 	return &http.Client{Transport: t, Timeout: 20 * time.Second,

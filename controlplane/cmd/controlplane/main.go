@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -33,6 +32,7 @@ import (
 	"backuprepo/graph"
 	"backuprepo/shared"
 	"backuprepo/shared/nodemeta"
+	"backuprepo/shared/pacing"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -222,7 +222,7 @@ func (m *Main) Open(ctx context.Context) error {
 
 // Serve answers HTTP until ctx ends, then shuts down gracefully.
 func (m *Main) Serve(ctx context.Context) error {
-	ln, err := net.Listen("tcp", m.settings.Listen)
+	ln, err := pacing.Listen(m.settings.Listen)
 	if err != nil {
 		return configError{fmt.Errorf("config: BR_LISTEN (-listen) %s: %w", m.settings.Listen, err)}
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -20,6 +19,7 @@ import (
 	"backuprepo/datanode/cleanup"
 	"backuprepo/datanode/disk"
 	"backuprepo/datanode/httpapi"
+	"backuprepo/shared/pacing"
 )
 
 // version is the software version announced over gossip; release builds set it with
@@ -122,7 +122,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Bind before announcing, so that the control plane never routes to a closed port;
 	// connections queue in the backlog until Serve accepts them.
-	ln, err := net.Listen("tcp", s.Listen)
+	ln, err := pacing.Listen(s.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Listen, err)
 	}
