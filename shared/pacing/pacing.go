@@ -1,12 +1,13 @@
 // Package pacing keeps TCP from pacing the packets of loopback connections, where pacing has
-// nothing to protect and costs the sender a timer per burst.
+// nothing to protect and only costs the sender CPU.
 //
 // A congestion control like BBR (the system default on some hosts, this project's CI machines
-// among them) paces: without the fq qdisc, TCP arms a high-resolution timer for each burst it
-// sends, and in a virtual machine arming that timer is a VM exit. Pacing spreads a burst so that
-// it does not overflow the queue of a slow link on the way; a loopback connection has no such
-// link. Measured on one of those machines, a bare http.ServeFile sending 2 GiB over loopback
-// spent 0.37 CPU-s/GiB with bbr and 0.08 with reno (docs/BENCHMARKS.md, session 6).
+// among them) paces: without the fq qdisc, TCP holds back what it may not send yet and sends it
+// from a high-resolution timer. Pacing spreads a burst so that it does not overflow the queue of
+// a slow link on the way; a loopback connection has no such link, and in a virtual machine the
+// timer interrupts and the interrupt masking around them are dear. Measured on one of those
+// machines, a bare http.ServeFile sending 2 GiB over loopback spent 0.27-0.37 CPU-s/GiB with
+// bbr, at half the speed, and 0.08 with reno (docs/BENCHMARKS.md, session 6).
 //
 // Loopback is where a reverse proxy on the same machine (nginx, as the deployment guide has
 // it) meets the control plane, and where the control plane meets a data node on its own
