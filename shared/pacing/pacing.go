@@ -21,8 +21,8 @@ import (
 )
 
 // Loopback connections use reno: available to every process whatever
-// net.ipv4.tcp_allowed_congestion_control says, and without loss (loopback never drops a
-// packet it accepted) it grows its window as fast as any other.
+// net.ipv4.tcp_allowed_congestion_control says, and where packets are seldom lost, as on
+// loopback, it grows its window as fast as any other algorithm.
 const loopbackAlgorithm = "reno"
 
 // Listen announces on the TCP address addr like net.Listen; connections it accepts from a
