@@ -5,10 +5,13 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 trap deps_stop EXIT
 
-# Tools the tests call (the docs' runnable blocks use curl, jq and openssl; the deploy tests
-# install nginx, systemd and strace themselves).
+# Tools the tests call, as command:package (the docs' runnable blocks use curl, jq and openssl;
+# e2e/upload reads sockets with ss; the deploy tests install nginx, systemd and strace
+# themselves).
 missing=()
-for tool in curl jq openssl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+for pair in curl:curl jq:jq openssl:openssl ss:iproute2; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test: installing ${missing[*]}" >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
