@@ -43,6 +43,9 @@ const (
 	noSidecarMax = 64 << 10
 )
 
+// hasSidecar reports whether a version of size bytes keeps its block checksums in a sidecar.
+func hasSidecar(size int64) bool { return size > noSidecarMax }
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Sums are the block checksums of one file.
@@ -175,7 +178,7 @@ func (s *Store) LoadSums(collectionID, versionID string, f *os.File, size int64,
 		return Sums{}, err
 	}
 	sp := versionSumsPath(filepath.Dir(p), filepath.Base(p))
-	if size > noSidecarMax { // a small version's sidecar, written by an older node, is not read
+	if hasSidecar(size) { // a small version's sidecar, written by an older node, is not read
 		b, err := os.ReadFile(sp)
 		if err == nil {
 			sums, derr := decodeSums(b, size)
@@ -200,7 +203,7 @@ func (s *Store) LoadSums(collectionID, versionID string, f *os.File, size int64,
 		return Sums{}, &DamagedError{collectionID, versionID,
 			fmt.Sprintf("file has %d bytes with sha256 %s, recorded %d bytes with sha256 %s", sums.Size, got, size, sha)}
 	}
-	if size <= noSidecarMax {
+	if !hasSidecar(size) {
 		return sums, nil
 	}
 	if err := writeSums(sp, sums); err != nil {

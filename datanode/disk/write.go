@@ -96,7 +96,7 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 	if err := os.Rename(tmp, staged); err != nil {
 		return Staged{}, fmt.Errorf("stage upload: %w", err)
 	}
-	if size > noSidecarMax {
+	if hasSidecar(size) {
 		if err := writeSums(staged+sumsSuffix, sums); err != nil {
 			// Derived data: a download rebuilds it from the file and its recorded sha256.
 			s.log.Warn("could not save block checksums", "collection", collectionID, "upload", uploadID, "err", err)
@@ -234,7 +234,7 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 	}
 	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for. A
 	// small version has none.
-	if st.Size > noSidecarMax {
+	if hasSidecar(st.Size) {
 		err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
