@@ -555,3 +555,54 @@ func TestUploadReachesNodeIntact(t *testing.T) {
 		}
 	}
 }
+
+func TestUploadAsksNodeFirstUnlessSmall(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, func(g *rig) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = fmt.Fprintf(w, `{"status":true,"size":%d}`, len(body))
+		})
+	})
+	tests := []struct {
+		name   string
+		size   int
+		length bool // false: the client sends the body chunked, of unknown length
+		expect string
+	}{
+		{"4 KiB", 4 << 10, true, ""},
+		{"64 KiB", 64 << 10, true, ""},
+		{"64 KiB and a byte", 64<<10 + 1, true, "100-continue"},
+		{"5 MiB", 5 << 20, true, "100-continue"},
+		{"4 KiB chunked", 4 << 10, false, "100-continue"},
+	}
+	for _, tt := range tests {
+		var body io.Reader = bytes.NewReader(randomBytes(t, tt.size))
+		if !tt.length {
+			body = io.MultiReader(body) // hides the length from net/http
+		}
+		req, err := http.NewRequest(http.MethodPost, g.front.URL+"/api/stable/repository/collection/coll-1/versions", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+g.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(answer, fmt.Appendf(nil, `"size":%d`, tt.size)) {
+			t.Fatalf("%s: %d %s %v", tt.name, resp.StatusCode, answer, err)
+		}
+		reqs := g.seen()
+		if got := reqs[len(reqs)-1].Header.Get("Expect"); got != tt.expect {
+			t.Errorf("%s: the node got Expect %q, want %q", tt.name, got, tt.expect)
+		}
+	}
+}
