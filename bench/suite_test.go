@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -374,33 +375,54 @@ func benchDownloads(t *testing.T, e *env, sz sizes, rep *reporter) {
 	}
 	relayAddr, relayPID := startRelay(t, nodeURL.Host)
 	cpPID := e.s.ControlPlane.PID()
-	var directRatios, frontRatios, cpuPerGiB, relayPerGiB, servePerGiB, nodePerGiB []float64
-	// cpuPerGiBOf measures pid's CPU time per GiB while a download from "from" runs.
-	cpuPerGiBOf := func(pid int, from string) (time.Duration, float64, error) {
-		before, err := CPUTime(pid)
-		if err != nil {
+	var directRatios, frontRatios, cpuPerGiB, relayPerGiB, servePerGiB, nodePerGiB, checkPerGiB []float64
+	var firstSums []uint32
+	// Cores kept busy by a server and its client (this process), per download.
+	var serveCores, directCores []float64
+	// cpuPerGiBOf measures pid's CPU time per GiB while a download from "from" runs, and the
+	// cores the server and this process kept busy together meanwhile.
+	cpuPerGiBOf := func(pid int, from string, cores *[]float64) (time.Duration, float64, error) {
+		self := os.Getpid()
+		before, err1 := CPUTime(pid)
+		clientBefore, err2 := CPUTime(self)
+		if err := errors.Join(err1, err2); err != nil {
 			return 0, 0, err
 		}
 		took, err := download(ctx, e.client, from, e.token, sz.big)
 		if err != nil {
 			return 0, 0, err
 		}
-		after, err := CPUTime(pid)
-		if err != nil {
+		after, err1 := CPUTime(pid)
+		clientAfter, err2 := CPUTime(self)
+		if err := errors.Join(err1, err2); err != nil {
 			return 0, 0, err
+		}
+		if cores != nil {
+			*cores = append(*cores, ((after-before)+(clientAfter-clientBefore)).Seconds()/took.Seconds())
 		}
 		return took, (after - before).Seconds() / (float64(sz.big) / gib), nil
 	}
 	defer e.prof.during(t, "downloads", time.Duration(sz.rounds)*12*time.Second)()
 	for r := range sz.rounds {
 		var tsf, tdirect, tfront, trelay time.Duration
-		var cpu, relayCPU, serveCPU, nodeCPU float64
+		var cpu, relayCPU, serveCPU, nodeCPU, checkCPU float64
 		steps := []func() error{
-			func() (err error) { tsf, serveCPU, err = cpuPerGiBOf(servePID, serveURL); return err },
-			func() (err error) { tdirect, nodeCPU, err = cpuPerGiBOf(e.node.PID(), e.node.URL+suffix); return err },
-			func() (err error) { tfront, cpu, err = cpuPerGiBOf(cpPID, e.s.URL+suffix); return err },
+			func() error {
+				c, sums, err := checkCPUPerGiB(path)
+				if err == nil && firstSums != nil && !slices.Equal(sums, firstSums) {
+					err = fmt.Errorf("the version's blocks read differently in round %d", r+1)
+				}
+				checkCPU, firstSums = c, sums
+				return err
+			},
+			func() (err error) { tsf, serveCPU, err = cpuPerGiBOf(servePID, serveURL, &serveCores); return err },
 			func() (err error) {
-				trelay, relayCPU, err = cpuPerGiBOf(relayPID, "http://"+relayAddr+suffix)
+				tdirect, nodeCPU, err = cpuPerGiBOf(e.node.PID(), e.node.URL+suffix, &directCores)
+				return err
+			},
+			func() (err error) { tfront, cpu, err = cpuPerGiBOf(cpPID, e.s.URL+suffix, nil); return err },
+			func() (err error) {
+				trelay, relayCPU, err = cpuPerGiBOf(relayPID, "http://"+relayAddr+suffix, nil)
 				return err
 			},
 		}
@@ -416,18 +438,24 @@ func benchDownloads(t *testing.T, e *env, sz sizes, rep *reporter) {
 		frontRatios = append(frontRatios, tdirect.Seconds()/tfront.Seconds())
 		cpuPerGiB, relayPerGiB = append(cpuPerGiB, cpu), append(relayPerGiB, relayCPU)
 		servePerGiB, nodePerGiB = append(servePerGiB, serveCPU), append(nodePerGiB, nodeCPU)
+		checkPerGiB = append(checkPerGiB, checkCPU)
 		t.Logf("round %d: ServeFile %.0f MiB/s (%.3f CPU s/GiB), direct %.0f MiB/s (%.3f CPU s/GiB), "+
-			"front door %.0f MiB/s (%.3f CPU s/GiB), bare splice relay %.0f MiB/s (%.3f CPU s/GiB)", r+1,
+			"front door %.0f MiB/s (%.3f CPU s/GiB), bare splice relay %.0f MiB/s (%.3f CPU s/GiB), "+
+			"the check alone %.3f CPU s/GiB", r+1,
 			rate(sz.big, tsf), serveCPU, rate(sz.big, tdirect), nodeCPU, rate(sz.big, tfront), cpu,
-			rate(sz.big, trelay), relayCPU)
+			rate(sz.big, trelay), relayCPU, checkCPU)
 	}
 	// Not targets: what the data node spends against the bare ServeFile (the difference is
 	// mostly the block checks of disk.Store.Send), and the floor the front door's CPU per GiB
 	// sits on, on this kernel (see Relay). Quick sizes can be under the 10 ms resolution of
 	// /proc's CPU times.
 	if Median(servePerGiB) > 0 {
-		t.Logf("data node CPU per GiB sent: median %.3f s, %.2f times the bare ServeFile's median %.3f s",
-			Median(nodePerGiB), Median(nodePerGiB)/Median(servePerGiB), Median(servePerGiB))
+		t.Logf("data node CPU per GiB sent: median %.3f s, %.2f times the bare ServeFile's median %.3f s; "+
+			"ServeFile's and the check's alone (%.3f s) add up to %.3f s",
+			Median(nodePerGiB), Median(nodePerGiB)/Median(servePerGiB), Median(servePerGiB),
+			Median(checkPerGiB), Median(servePerGiB)+Median(checkPerGiB))
+		t.Logf("cores kept busy by the server and the client together (of %d): ServeFile %.2f, data node %.2f (medians)",
+			runtime.NumCPU(), Median(serveCores), Median(directCores))
 	}
 	if Median(relayPerGiB) > 0 {
 		t.Logf("front door CPU per GiB: median %.3f s, %.2f times the bare splice relay's median %.3f s",
