@@ -102,33 +102,50 @@ func benchDBRoundTrips(t *testing.T, e *env, sz sizes, rep *reporter) {
 			t.Fatal(err)
 		}
 	}
-	if err := sc.reset(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	for range sz.dbUploads {
-		if _, _, err := e.upload(ctx, e.s.URL, cid, int64(len(body))); err != nil {
+	// Three windows, and the median: a statement the control plane runs now and then on its
+	// own (the data node's deletion sweeper acknowledging files every 30 s) lands in a window
+	// by chance and would count as 1/50 of a statement per upload, while a statement of the
+	// upload path is in every window.
+	var pers []float64
+	var firstTotal int64
+	for w := range 3 {
+		if err := sc.reset(ctx); err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
+		for range sz.dbUploads {
+			if _, _, err := e.upload(ctx, e.s.URL, cid, int64(len(body))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		elapsed := time.Since(start)
+		withUploads, err := sc.total(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top := sc.top(ctx, 15)
+		// What the control plane runs anyway (gossip mirror, sweeps) in as much time.
+		if err := sc.reset(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(elapsed)
+		idle, err := sc.total(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pers = append(pers, float64(withUploads-idle)/float64(sz.dbUploads))
+		if w == 0 || withUploads != firstTotal {
+			t.Logf("window %d: %d statements during %d uploads in %s, %d in as long idle; most called:%s", w+1,
+				withUploads, sz.dbUploads, elapsed.Round(time.Millisecond), idle, top)
+		} else {
+			t.Logf("window %d: %d statements during %d uploads in %s, %d in as long idle; as many as in window 1",
+				w+1, withUploads, sz.dbUploads, elapsed.Round(time.Millisecond), idle)
+		}
+		if w == 0 {
+			firstTotal = withUploads
+		}
 	}
-	elapsed := time.Since(start)
-	withUploads, err := sc.total(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	top := sc.top(ctx, 15)
-	// What the control plane runs anyway (gossip mirror, sweeps) in as much time.
-	if err := sc.reset(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(elapsed)
-	idle, err := sc.total(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	per := float64(withUploads-idle) / float64(sz.dbUploads)
-	t.Logf("%d statements during %d uploads in %s, %d in as long idle; most called:%s",
-		withUploads, sz.dbUploads, elapsed.Round(time.Millisecond), idle, top)
+	per := Median(pers)
 	rep.add(t, Result{"db_round_trips_per_upload", per, "<=", 6, "statements"})
 }
 
