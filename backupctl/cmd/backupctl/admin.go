@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"backuprepo/backupctl/client"
 	"backuprepo/backupctl/progress"
 	"backuprepo/shared/size"
 )
@@ -122,6 +121,20 @@ func (a *app) table(write func(w io.Writer)) error {
 	return tw.Flush()
 }
 
+// list prints what a listing command found: a JSON array ([] when empty) with --json, else a
+// table of header and one tab-separated line per row.
+func list[T any](a *app, asJSON bool, rows []T, header string, line func(T) string) error {
+	if asJSON {
+		return a.printJSON(nonNil(rows))
+	}
+	return a.table(func(w io.Writer) {
+		fmt.Fprintln(w, header)
+		for _, r := range rows {
+			fmt.Fprintln(w, line(r))
+		}
+	})
+}
+
 func when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -149,7 +162,11 @@ func (a *app) graphql(ctx context.Context, query string, vars map[string]any, ou
 }
 
 // paged fetches every page of a connection field.
-func paged[T any](ctx context.Context, c *client.Client, field, args, fields string, vars map[string]any) ([]T, error) {
+func paged[T any](ctx context.Context, a *app, field, args, fields string, vars map[string]any) ([]T, error) {
+	c, err := a.client()
+	if err != nil {
+		return nil, err
+	}
 	q := fmt.Sprintf(`query($after: String%s) { page: %s(first: 100, after: $after%s) { items { %s } pageInfo { endCursor hasNextPage } } }`,
 		argDecls(args), field, argUses(args), fields)
 	var all []T
@@ -280,18 +297,8 @@ var versionsCommand = command{
 		if out.Collection == nil {
 			return notFound("collection", *coll)
 		}
-		vs := out.Collection.Versions
-		if vs == nil {
-			vs = []versionRow{}
-		}
-		if *asJSON {
-			return a.printJSON(vs)
-		}
-		return a.table(func(w io.Writer) {
-			fmt.Fprintln(w, "VERSION\tFILENAME\tSIZE\tCREATED\tSHA256\tID")
-			for _, v := range vs {
-				fmt.Fprintf(w, "v%d\t%s\t%s\t%s\t%s\t%s\n", v.Number, v.Filename, progress.Bytes(v.Size), when(v.CreatedAt), v.SHA256[:min(12, len(v.SHA256))], v.ID)
-			}
+		return list(a, *asJSON, out.Collection.Versions, "VERSION\tFILENAME\tSIZE\tCREATED\tSHA256\tID", func(v versionRow) string {
+			return fmt.Sprintf("v%d\t%s\t%s\t%s\t%s\t%s", v.Number, v.Filename, progress.Bytes(v.Size), when(v.CreatedAt), v.SHA256[:min(12, len(v.SHA256))], v.ID)
 		})
 	},
 }
@@ -308,24 +315,14 @@ var collectionsCommand = command{
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
-		c, err := a.client()
-		if err != nil {
-			return err
-		}
-		cs, err := paged[collectionRow](ctx, c, "collections", "tenantId:ID,search:String", collectionFields,
+		cs, err := paged[collectionRow](ctx, a, "collections", "tenantId:ID,search:String", collectionFields,
 			map[string]any{"tenantId": optional(*tenant), "search": optional(*search)})
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return a.printJSON(nonNil(cs))
-		}
-		return a.table(func(w io.Writer) {
-			fmt.Fprintln(w, "ID\tVERSIONS\tUSED\tMAX\tSTRATEGY\tNODE\tDESCRIPTION")
-			for _, c := range cs {
-				fmt.Fprintf(w, "%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Usage.Versions, c.MaxBackupsCount,
-					progress.Bytes(c.Usage.Bytes), limit(c.MaxCollectionSize), c.Strategy, dash(c.NodeName), c.Description)
-			}
+		return list(a, *asJSON, cs, "ID\tVERSIONS\tUSED\tMAX\tSTRATEGY\tNODE\tDESCRIPTION", func(c collectionRow) string {
+			return fmt.Sprintf("%s\t%d/%d\t%s\t%s\t%s\t%s\t%s", c.ID, c.Usage.Versions, c.MaxBackupsCount,
+				progress.Bytes(c.Usage.Bytes), limit(c.MaxCollectionSize), c.Strategy, dash(c.NodeName), c.Description)
 		})
 	},
 }
@@ -560,18 +557,12 @@ user's tokens; revoke takes effect everywhere at once.`,
 			if err := a.graphql(ctx, `query($user: ID) { tokens(userId: $user) { `+tokenFields+` } }`, map[string]any{"user": optional(*user)}, &out); err != nil {
 				return err
 			}
-			if *asJSON {
-				return a.printJSON(nonNil(out.Tokens))
-			}
-			return a.table(func(w io.Writer) {
-				fmt.Fprintln(w, "ID\tDESCRIPTION\tSCOPE\tEXPIRES\tREVOKED\tLAST IP")
-				for _, t := range out.Tokens {
-					revoked := "-"
-					if t.RevokedAt != nil {
-						revoked = when(*t.RevokedAt)
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(t.Description), dash(strings.TrimPrefix(scopeText(t), "; ")), when(t.ExpiresAt), revoked, dash(t.LastUsedIP))
+			return list(a, *asJSON, out.Tokens, "ID\tDESCRIPTION\tSCOPE\tEXPIRES\tREVOKED\tLAST IP", func(t tokenRow) string {
+				revoked := "-"
+				if t.RevokedAt != nil {
+					revoked = when(*t.RevokedAt)
 				}
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", t.ID, dash(t.Description), dash(strings.TrimPrefix(scopeText(t), "; ")), when(t.ExpiresAt), revoked, dash(t.LastUsedIP))
 			})
 		case pos[0] == "revoke" && len(pos) == 2:
 			var out struct {
@@ -614,22 +605,12 @@ var tenantsCommand = command{
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
-		c, err := a.client()
+		ts, err := paged[tenantRow](ctx, a, "tenants", "", tenantFields, nil)
 		if err != nil {
 			return err
 		}
-		ts, err := paged[tenantRow](ctx, c, "tenants", "", tenantFields, nil)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return a.printJSON(nonNil(ts))
-		}
-		return a.table(func(w io.Writer) {
-			fmt.Fprintln(w, "SLUG\tNAME\tQUOTA\tSUSPENDED\tCREATED\tID")
-			for _, t := range ts {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%t\t%s\t%s\n", t.Slug, t.Name, limit(t.Quota), t.Suspended, when(t.CreatedAt), t.ID)
-			}
+		return list(a, *asJSON, ts, "SLUG\tNAME\tQUOTA\tSUSPENDED\tCREATED\tID", func(t tenantRow) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%t\t%s\t%s", t.Slug, t.Name, limit(t.Quota), t.Suspended, when(t.CreatedAt), t.ID)
 		})
 	},
 }
@@ -645,26 +626,16 @@ var usersCommand = command{
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
-		c, err := a.client()
+		us, err := paged[userRow](ctx, a, "users", "tenantId:ID", userFields, map[string]any{"tenantId": optional(*tenant)})
 		if err != nil {
 			return err
 		}
-		us, err := paged[userRow](ctx, c, "users", "tenantId:ID", userFields, map[string]any{"tenantId": optional(*tenant)})
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return a.printJSON(nonNil(us))
-		}
-		return a.table(func(w io.Writer) {
-			fmt.Fprintln(w, "EMAIL\tROLES\tACTIVE\tEXPIRES\tTENANT\tID")
-			for _, u := range us {
-				exp := "-"
-				if u.ExpiresAt != nil {
-					exp = when(*u.ExpiresAt)
-				}
-				fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\t%s\n", u.Email, dash(strings.Join(u.Roles, ",")), u.Active, exp, dash(u.TenantID), u.ID)
+		return list(a, *asJSON, us, "EMAIL\tROLES\tACTIVE\tEXPIRES\tTENANT\tID", func(u userRow) string {
+			exp := "-"
+			if u.ExpiresAt != nil {
+				exp = when(*u.ExpiresAt)
 			}
+			return fmt.Sprintf("%s\t%s\t%t\t%s\t%s\t%s", u.Email, dash(strings.Join(u.Roles, ",")), u.Active, exp, dash(u.TenantID), u.ID)
 		})
 	},
 }
@@ -685,16 +656,10 @@ var nodesCommand = command{
 		if err := a.graphql(ctx, `{ dataNodes { `+nodeFields+` } }`, nil, &out); err != nil {
 			return err
 		}
-		if *asJSON {
-			return a.printJSON(nonNil(out.Nodes))
-		}
-		return a.table(func(w io.Writer) {
-			fmt.Fprintln(w, "NAME\tSTATE\tZONE\tUSED\tFREE\tTOTAL\tCOLLECTIONS\tLAST SEEN\tURL")
-			for _, n := range out.Nodes {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.State, dash(n.Zone),
-					capacityBar(n.Capacity.Total-n.Capacity.Free, n.Capacity.Total), progress.Bytes(n.Capacity.Free),
-					progress.Bytes(n.Capacity.Total), len(n.Collections), when(n.LastSeen), n.PublicURL)
-			}
+		return list(a, *asJSON, out.Nodes, "NAME\tSTATE\tZONE\tUSED\tFREE\tTOTAL\tCOLLECTIONS\tLAST SEEN\tURL", func(n nodeRow) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s", n.Name, n.State, dash(n.Zone),
+				capacityBar(n.Capacity.Total-n.Capacity.Free, n.Capacity.Total), progress.Bytes(n.Capacity.Free),
+				progress.Bytes(n.Capacity.Total), len(n.Collections), when(n.LastSeen), n.PublicURL)
 		})
 	},
 }

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -572,6 +573,25 @@ func TestTablesForPeople(t *testing.T) {
 	r = s.run(t, f.Token, nil, "collections").ok(t)
 	if !strings.Contains(r.stdout, f.Collection) || !strings.Contains(r.stdout, "0/5") || !strings.Contains(r.stdout, "FIFO") {
 		t.Fatalf("collections table:\n%s", r.stdout)
+	}
+	// Each listing: its header, then a line holding the row's id.
+	for _, tc := range []struct {
+		token  string
+		args   []string
+		header string
+		row    string
+	}{
+		{s.AdminToken, []string{"tenants"}, "SLUG", f.TenantID},
+		{s.AdminToken, []string{"users", "--tenant", f.TenantID}, "EMAIL", f.UserID},
+		{f.Token, []string{"versions", "--collection", f.Collection}, "VERSION", ""},
+	} {
+		r := s.run(t, tc.token, nil, tc.args...).ok(t)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if !strings.HasPrefix(lines[0], tc.header) || (tc.row != "" && !slices.ContainsFunc(lines[1:], func(l string) bool {
+			return strings.HasSuffix(l, tc.row)
+		})) {
+			t.Errorf("%v table:\n%s", tc.args, r.stdout)
+		}
 	}
 }
 
