@@ -606,3 +606,66 @@ func TestUploadAsksNodeFirstUnlessSmall(t *testing.T) {
 		}
 	}
 }
+
+// A node that refuses an upload while the client still sends (413 mid-stream) answers at
+// once and reads on; the client must hear the answer then, not once the front door has
+// finished draining its body (drainFor, 2 s).
+func TestRefusalMidStreamReachesClientAtOnce(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, func(g *rig) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc := http.NewResponseController(w)
+			_ = rc.EnableFullDuplex()
+			if _, err := io.CopyN(io.Discard, r.Body, 64<<10); err != nil {
+				return
+			}
+			answer := `{"status":false,"code":"VERSION_TOO_LARGE"}`
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Content-Type", "application/json")
+			// With its length: the front door flushes an answer of unknown length at every
+			// write anyway.
+			w.Header().Set("Content-Length", strconv.Itoa(len(answer)))
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = io.WriteString(w, answer)
+			_ = rc.Flush()
+			_ = rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.Copy(io.Discard, r.Body)
+		})
+	})
+	body, sender := io.Pipe()
+	answered := make(chan struct{})
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for range 4 {
+			if _, err := sender.Write(chunk); err != nil {
+				return
+			}
+		}
+		// Send no more until the answer came, or for 5 s.
+		select {
+		case <-answered:
+		case <-time.After(5 * time.Second):
+		}
+		_ = sender.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, g.front.URL+"/api/stable/repository/collection/coll-1/versions", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	took := time.Since(start)
+	close(answered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(answer, []byte("VERSION_TOO_LARGE")) {
+		t.Fatalf("got %d %s", resp.StatusCode, answer)
+	}
+	if took > time.Second {
+		t.Fatalf("the answer took %s to reach the client, which was still sending", took)
+	}
+}

@@ -252,10 +252,13 @@ func New(cfg Config) *FrontDoor {
 	}
 	f := &FrontDoor{cfg: cfg, buffers: pool, conns: nodePool{dialer: dialer}}
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:        f.rewrite,
-		Transport:      transport,
-		BufferPool:     pool,
-		FlushInterval:  -1,
+		Rewrite:    f.rewrite,
+		Transport:  transport,
+		BufferPool: pool,
+		// No FlushInterval: a -1 made ReverseProxy write the answer's header in a write of
+		// its own (from a timer goroutine) and flush again after the body, two writes and a
+		// goroutine for every small answer; an answer of unknown length is still flushed at
+		// every write, and drainClient flushes a refusal before it drains.
 		ErrorHandler:   f.proxyError,
 		ModifyResponse: closeUnfinished,
 		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -364,6 +367,7 @@ const (
 // reset, and a client that has not read the answer yet loses it (a Go client reported "broken
 // pipe" instead of the 413).
 func drainClient(w http.ResponseWriter, r *http.Request, tr *transfer) {
+	_ = http.NewResponseController(w).Flush() // the answer goes out before the draining
 	deadline := time.Now().Add(drainFor)
 	select {
 	case <-tr.done:
