@@ -486,14 +486,48 @@ func statfs(dir string) (total, free int64, err error) {
 	return int64(st.Blocks) * int64(st.Bsize), int64(st.Bavail) * int64(st.Bsize), nil
 }
 
+// The file operations of every upload (create, stage, finalize, rotate out, make durable) call
+// the system directly: os.Rename first stats the target (it refuses to replace a directory, and
+// ours are file names of our own), os.Remove tries rmdir(2) after a failed unlink(2), and
+// os.OpenFile and os.Open try to register the file with the network poller. In the
+// small_uploads benchmark that took the data node from 51.8-52.7 to 39.5-41.5 system calls per
+// 4 KiB upload (perf stat); os.Rename's stat alone had been 2.5% of its CPU.
+
+// rename is os.Rename without the stat of newpath.
+func rename(oldpath, newpath string) error {
+	if err := syscall.Rename(oldpath, newpath); err != nil {
+		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}
+
+// createFile creates a new file for writing, failing if it exists. os.OpenFile spends four
+// fcntl(2) and an epoll_ctl(2) on a regular file to find out that the poller cannot take it;
+// os.NewFile asks with one fcntl(2) whether the descriptor is non-blocking.
+func createFile(path string) (*os.File, error) {
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, filePerm)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// removeFile removes a file (never a directory) with one unlink(2).
+func removeFile(path string) error {
+	if err := syscall.Unlink(path); err != nil {
+		return &os.PathError{Op: "remove", Path: path, Err: err}
+	}
+	return nil
+}
+
 // syncDir makes renames and removals in dir durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open directory for sync: %w", err)
+		return fmt.Errorf("open directory for sync: %w", &os.PathError{Op: "open", Path: dir, Err: err})
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
+	err = syscall.Fsync(fd)
+	if cerr := syscall.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {

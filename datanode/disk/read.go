@@ -58,10 +58,10 @@ func (s *Store) remove(collectionID, versionID string, durable bool) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeFile(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove version: %w", err)
 	}
-	if err := os.Remove(versionSumsPath(filepath.Dir(p), filepath.Base(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeFile(versionSumsPath(filepath.Dir(p), filepath.Base(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove version: %w", err)
 	}
 	if !durable {

@@ -67,7 +67,7 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 		return Staged{}, err
 	}
 	tmp := filepath.Join(dir, name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	f, err := createFile(tmp)
 	if err != nil {
 		return Staged{}, fmt.Errorf("create temp file: %w", mapNoSpace(err))
 	}
@@ -93,7 +93,7 @@ func (s *Store) Write(ctx context.Context, collectionID, uploadID string, r io.R
 		return Staged{}, fmt.Errorf("close upload: %w", mapNoSpace(err))
 	}
 	staged := filepath.Join(dir, stagedPrefix+uploadID)
-	if err := os.Rename(tmp, staged); err != nil {
+	if err := rename(tmp, staged); err != nil {
 		return Staged{}, fmt.Errorf("stage upload: %w", err)
 	}
 	if hasSidecar(size) {
@@ -222,7 +222,7 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 	}
 	final := filepath.Join(dir, versionID)
 	staged := filepath.Join(dir, stagedPrefix+uploadID)
-	if err := os.Rename(staged, final); err != nil {
+	if err := rename(staged, final); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("finalize upload: %w", err)
 		}
@@ -235,7 +235,7 @@ func (s *Store) Finalize(st Staged, versionID string) error {
 	// A sidecar lost here is rebuilt on first read; it is not worth failing a commit for. A
 	// small version has none.
 	if hasSidecar(st.Size) {
-		err := os.Rename(staged+sumsSuffix, versionSumsPath(dir, versionID))
+		err := rename(staged+sumsSuffix, versionSumsPath(dir, versionID))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("could not keep block checksums", "collection", st.CollectionID, "version", versionID, "err", err)
 		}
