@@ -35,7 +35,7 @@ echo "== bench ($mode): building the suite" >&2
 # The code measured, read before the suite runs: at the end, docs/BENCHMARKS.md itself is being
 # written.
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
-code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ' with uncommitted changes'), $(go version | cut -d' ' -f3)"
+code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$( [ -n "$(git status --porcelain -- . ':!docs/BENCHMARKS.md' 2>/dev/null)" ] && echo ' with uncommitted changes'), $(go version | cut -d' ' -f3)"
 set +e
 (cd bench && BENCH_MODE=$mode "$DEPS_DIR/bench.test" -test.run '^TestSuite$' -test.v -test.timeout 30m) 2>&1 | tee "$out"
 suite=${PIPESTATUS[0]}
