@@ -190,10 +190,10 @@ func checkCPUPerGiB(path string) (float64, []uint32, error) {
 	var size int64
 	for {
 		n, err := f.ReadAt(buf, size)
-		if n > 0 && size%mib == 0 {
-			sums = append(sums, 0)
-		}
 		if n > 0 {
+			if size%mib == 0 { // a new block
+				sums = append(sums, 0)
+			}
 			sums[len(sums)-1] = crc32.Update(sums[len(sums)-1], table, buf[:n])
 		}
 		size += int64(n)

@@ -645,22 +645,12 @@ func TestRefusalMidStreamReachesClientAtOnce(t *testing.T) {
 		}
 		_ = sender.Close()
 	}()
-	req, err := http.NewRequest(http.MethodPost, g.front.URL+"/api/stable/repository/collection/coll-1/versions", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+g.token)
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	status, answer := g.post(t, body)
 	took := time.Since(start)
 	close(answered)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !bytes.Contains(answer, []byte("VERSION_TOO_LARGE")) {
-		t.Fatalf("got %d %s", resp.StatusCode, answer)
+	if status != http.StatusRequestEntityTooLarge || !bytes.Contains(answer, []byte("VERSION_TOO_LARGE")) {
+		t.Fatalf("got %d %s", status, answer)
 	}
 	if took > time.Second {
 		t.Fatalf("the answer took %s to reach the client, which was still sending", took)
