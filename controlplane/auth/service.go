@@ -406,26 +406,43 @@ func validateScope(in []shared.ScopeEntry) ([]shared.ScopeEntry, error) {
 // PostgreSQL work); PostgreSQL, read in one query, is authoritative, so a Redis outage never
 // lets a revoked token through and a PostgreSQL outage fails closed.
 func (s *Service) Authenticate(ctx context.Context, bearer, ip string) (shared.Principal, error) {
-	now := s.now()
-	claims, err := s.verified.Verify(s.verifyKeys, bearer, now)
+	claims, err := s.VerifyBearer(ctx, bearer)
+	if err != nil {
+		return shared.Principal{}, err
+	}
+	st, err := s.db.TokenAuthState(ctx, claims.ID)
+	return s.Principal(ctx, claims, st, err, ip)
+}
+
+// VerifyBearer is the first half of Authenticate: the token's signature and expiry, and the
+// Redis fast path for revoked tokens. Its claims are not a principal yet: Principal must
+// follow, with the token's state read from PostgreSQL.
+func (s *Service) VerifyBearer(ctx context.Context, bearer string) (token.Claims, error) {
+	claims, err := s.verified.Verify(s.verifyKeys, bearer, s.now())
 	if errors.Is(err, token.ErrExpired) {
-		return shared.Principal{}, shared.Errorf(shared.CodeTokenExpired, "the token has expired")
+		return token.Claims{}, shared.Errorf(shared.CodeTokenExpired, "the token has expired")
 	}
 	if err != nil {
-		return shared.Principal{}, shared.Wrap(err, shared.CodeUnauthenticated, "invalid token")
+		return token.Claims{}, shared.Wrap(err, shared.CodeUnauthenticated, "invalid token")
 	}
 	revoked, err := s.rdb.Exists(ctx, s.revokedKey(claims.ID)).Result()
 	if err != nil {
 		s.log.WarnContext(ctx, "revocation cache unavailable; checking PostgreSQL only", "err", err)
 	} else if revoked > 0 {
-		return shared.Principal{}, shared.Errorf(shared.CodeTokenRevoked, "the token has been revoked")
+		return token.Claims{}, shared.Errorf(shared.CodeTokenRevoked, "the token has been revoked")
 	}
-	st, err := s.db.TokenAuthState(ctx, claims.ID)
-	if shared.ErrorCode(err) == shared.CodeNotFound {
+	return claims, nil
+}
+
+// Principal is the second half of Authenticate: it judges claims from VerifyBearer by the
+// token's state as postgres.DB.TokenAuthState returned it (st and stErr), read by the caller,
+// which may have batched it with a query of its own.
+func (s *Service) Principal(ctx context.Context, claims token.Claims, st postgres.TokenAuth, stErr error, ip string) (shared.Principal, error) {
+	if shared.ErrorCode(stErr) == shared.CodeNotFound {
 		return shared.Principal{}, shared.Errorf(shared.CodeUnauthenticated, "invalid token")
 	}
-	if err != nil {
-		return shared.Principal{}, shared.Wrap(err, shared.CodeDependencyUnavailable, "cannot check the token right now")
+	if stErr != nil {
+		return shared.Principal{}, shared.Wrap(stErr, shared.CodeDependencyUnavailable, "cannot check the token right now")
 	}
 	if st.Token.UserID != claims.Subject {
 		return shared.Principal{}, shared.Errorf(shared.CodeUnauthenticated, "invalid token")
@@ -433,6 +450,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer, ip string) (shared.P
 	if st.Token.RevokedAt != nil {
 		return shared.Principal{}, shared.Errorf(shared.CodeTokenRevoked, "the token has been revoked")
 	}
+	now := s.now()
 	u := st.User
 	if !u.Active || (u.ExpiresAt != nil && !now.Before(*u.ExpiresAt)) {
 		return shared.Principal{}, shared.Errorf(shared.CodeForbidden, "the account is inactive or expired")

@@ -227,3 +227,58 @@ func nextVersion(t *testing.T, db *postgres.DB, collection string) int64 {
 	}
 	return n
 }
+
+// TestAdmissionStateReadsBothParts checks that the batched read returns what TokenAuthState
+// and UploadTarget return on their own, each part's NOT_FOUND apart from the other's, and an
+// error on both parts, never an empty success, when the round trip fails.
+func TestAdmissionStateReadsBothParts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, tenant, user, ids := uploadFixture(t, 1)
+	if _, err := db.Pool.Exec(ctx, "INSERT INTO collection_grants (collection_id, user_id, roles) VALUES ($1, $2, '{backupUploader}')",
+		ids[0], user); err != nil {
+		t.Fatal(err)
+	}
+	rec := shared.TokenRecord{ID: uuid.NewString(), UserID: user, TenantID: tenant, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := db.InsertToken(ctx, rec, pgtest.Event("issueToken")); err != nil {
+		t.Fatal(err)
+	}
+	wantAuth, err := db.TokenAuthState(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTarget, err := db.UploadTarget(ctx, ids[0], user)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a := db.AdmissionState(ctx, rec.ID, ids[0], user)
+	if a.AuthErr != nil || a.TargetErr != nil {
+		t.Fatalf("AdmissionState errors: %v, %v", a.AuthErr, a.TargetErr)
+	}
+	if got, want := fmt.Sprintf("%+v", a.Auth), fmt.Sprintf("%+v", wantAuth); got != want {
+		t.Errorf("Auth = %s\nwant %s", got, want)
+	}
+	if got, want := fmt.Sprintf("%+v", a.Target), fmt.Sprintf("%+v", wantTarget); got != want {
+		t.Errorf("Target = %s\nwant %s", got, want)
+	}
+	if len(a.Target.Grants) != 1 || a.Target.Grants[0] != shared.RoleBackupUploader {
+		t.Errorf("grants = %v, want [backupUploader]", a.Target.Grants)
+	}
+
+	a = db.AdmissionState(ctx, uuid.NewString(), ids[0], user)
+	wantCode(t, a.AuthErr, shared.CodeNotFound)
+	if a.TargetErr != nil {
+		t.Errorf("target of an unknown token's request: %v", a.TargetErr)
+	}
+	a = db.AdmissionState(ctx, "not-a-uuid", "nope", user)
+	wantCode(t, a.AuthErr, shared.CodeNotFound)
+	wantCode(t, a.TargetErr, shared.CodeNotFound)
+
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	a = db.AdmissionState(canceled, rec.ID, ids[0], user)
+	if a.AuthErr == nil || a.TargetErr == nil || shared.ErrorCode(a.AuthErr) == shared.CodeNotFound {
+		t.Errorf("failed round trip: errors %v and %v, want both set and not NOT_FOUND", a.AuthErr, a.TargetErr)
+	}
+}

@@ -406,29 +406,37 @@ type TokenAuth struct {
 	TenantSuspended bool
 }
 
+// tokenAuthSQL reads a token, its user and the user's tenant state; $1 is the token id.
+const tokenAuthSQL = `SELECT t.id, t.user_id, t.tenant_id, t.description, t.scope, t.once, t.created_at, t.expires_at,
+		t.revoked_at, t.last_used_ip, t.last_used_at,
+		u.id, u.email, u.tenant_id, u.roles, u.active, u.expires_at, u.allowed_ips, u.created_at,
+		coalesce(tn.suspended, false)
+	FROM tokens t
+	JOIN users u ON u.id = t.user_id
+	LEFT JOIN tenants tn ON tn.id = u.tenant_id
+	WHERE t.id = $1`
+
+func tokenNotFound() error { return shared.Errorf(shared.CodeNotFound, "token not found") }
+
 // TokenAuthState loads a token, its user and the user's tenant state in one query; NOT_FOUND
 // when the token was never recorded.
 func (db *DB) TokenAuthState(ctx context.Context, tokenID string) (TokenAuth, error) {
 	if !validUUID(tokenID) {
-		return TokenAuth{}, shared.Errorf(shared.CodeNotFound, "token not found")
+		return TokenAuth{}, tokenNotFound()
 	}
-	const q = `SELECT t.id, t.user_id, t.tenant_id, t.description, t.scope, t.once, t.created_at, t.expires_at,
-			t.revoked_at, t.last_used_ip, t.last_used_at,
-			u.id, u.email, u.tenant_id, u.roles, u.active, u.expires_at, u.allowed_ips, u.created_at,
-			coalesce(tn.suspended, false)
-		FROM tokens t
-		JOIN users u ON u.id = t.user_id
-		LEFT JOIN tenants tn ON tn.id = u.tenant_id
-		WHERE t.id = $1`
+	return scanTokenAuth(db.Pool.QueryRow(ctx, tokenAuthSQL, tokenID))
+}
+
+// scanTokenAuth reads the row of tokenAuthSQL.
+func scanTokenAuth(row pgx.Row) (TokenAuth, error) {
 	var (
 		ts        tokenScan
 		us        userScan
 		suspended bool
 	)
-	dest := append(append(ts.dest(), us.dest()...), &suspended)
-	err := db.Pool.QueryRow(ctx, q, tokenID).Scan(dest...)
+	err := row.Scan(append(append(ts.dest(), us.dest()...), &suspended)...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return TokenAuth{}, shared.Errorf(shared.CodeNotFound, "token not found")
+		return TokenAuth{}, tokenNotFound()
 	}
 	if err != nil {
 		return TokenAuth{}, fmt.Errorf("select token state: %w", err)

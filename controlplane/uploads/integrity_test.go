@@ -252,7 +252,7 @@ func TestIntegrityFullBatch(t *testing.T) {
 	if _, err := svc.Integrity(e.ctx, "dn-1", internalapi.IntegrityReport{Complete: true, ScanID: uuid.NewString(), ScanAge: time.Second, Checks: checks}); err != nil {
 		t.Fatal(err)
 	}
-	stmts := counter.take()
+	stmts, _ := counter.take()
 	upserts := 0
 	for _, s := range stmts {
 		if strings.HasPrefix(s, "INSERT INTO version_checks") && strings.Contains(s, "unnest") {

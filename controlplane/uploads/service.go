@@ -143,11 +143,24 @@ func (s *Service) Admit(ctx context.Context, node string, req internalapi.AdmitR
 	if req.ContentLength < -1 {
 		return internalapi.AdmitResponse{}, shared.Errorf(shared.CodeInvalidInput, "contentLength must be -1 or more")
 	}
-	p, err := s.auth.Authenticate(ctx, req.Token, req.ClientIP)
+	claims, err := s.auth.VerifyBearer(ctx, req.Token)
 	if err != nil {
 		return internalapi.AdmitResponse{}, err
 	}
-	if !admin.CollectionIDPattern.MatchString(req.CollectionID) {
+	validID := admin.CollectionIDPattern.MatchString(req.CollectionID)
+	// The token's state and the target come in one round trip; the target is judged only
+	// once the token is.
+	var first postgres.Admission
+	if validID {
+		first = s.db.AdmissionState(ctx, claims.ID, req.CollectionID, claims.Subject)
+	} else {
+		first.Auth, first.AuthErr = s.db.TokenAuthState(ctx, claims.ID)
+	}
+	p, err := s.auth.Principal(ctx, claims, first.Auth, first.AuthErr, req.ClientIP)
+	if err != nil {
+		return internalapi.AdmitResponse{}, err
+	}
+	if !validID {
 		return internalapi.AdmitResponse{}, notFound()
 	}
 	uploadID := uuid.NewString()
@@ -159,7 +172,10 @@ func (s *Service) Admit(ctx context.Context, node string, req internalapi.AdmitR
 		return internalapi.AdmitResponse{}, err
 	}
 	for attempt := 0; ; attempt++ {
-		t, err := s.db.UploadTarget(ctx, req.CollectionID, p.User.ID)
+		t, err := first.Target, first.TargetErr
+		if attempt > 0 {
+			t, err = s.db.UploadTarget(ctx, req.CollectionID, p.User.ID)
+		}
 		if err != nil {
 			return refuse(dbError(err))
 		}
