@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -45,6 +46,21 @@ func Parse(fs *flag.FlagSet, args, environ []string) error {
 // Invalid builds the one-line error for a bad setting.
 func Invalid(flagName, why string) error {
 	return fmt.Errorf("config: %s (-%s) %s", EnvName(flagName), flagName, why)
+}
+
+// LogLevel parses a log-level setting: debug, info, warn or error.
+func LogLevel(flagName, v string) (slog.Level, error) {
+	switch v {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, Invalid(flagName, "must be debug, info, warn or error")
 }
 
 // List splits a comma-separated setting, dropping blanks.

@@ -3,6 +3,7 @@ package config
 import (
 	"flag"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,19 @@ func TestHostPortAndGossipKey(t *testing.T) {
 	}
 	if got := List(" a, ,b ,"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 		t.Errorf("List = %q", got)
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	for v, want := range map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError} {
+		if got, err := LogLevel("log-level", v); err != nil || got != want {
+			t.Errorf("LogLevel(%q) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"", "INFO", "warning", "loud", "-4"} {
+		if _, err := LogLevel("log-level", v); err == nil || !strings.Contains(err.Error(), "BR_LOG_LEVEL (-log-level) must be") {
+			t.Errorf("LogLevel(%q) error = %v, want one naming the setting", v, err)
+		}
 	}
 }

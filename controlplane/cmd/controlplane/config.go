@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -44,7 +45,7 @@ type settings struct {
 	TrustedProxies         []netip.Prefix
 	ComplexityLimit        int
 	UploadLease            time.Duration
-	LogLevel               string
+	LogLevel               slog.Level
 	GCPercent              int
 }
 
@@ -84,7 +85,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	proxies := fs.String("trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is believed")
 	fs.IntVar(&s.ComplexityLimit, "graphql-complexity-limit", 5000, "largest GraphQL query complexity accepted")
 	fs.DurationVar(&s.UploadLease, "upload-lease", time.Minute, "how long an upload's lock lives without an extend from its data node (at least 1s)")
-	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&s.GCPercent, "gc-percent", defaultGCPercent, "Go garbage collection target in percent of the live heap (as GOGC); 0 keeps the runtime's own setting")
 	err := config.Parse(fs, args, environ)
 	if err != nil {
@@ -147,10 +148,8 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	if s.GCPercent < 0 {
 		return s, config.Invalid("gc-percent", "must be 0 (keep GOGC) or positive; the collector cannot be turned off")
 	}
-	switch s.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return s, config.Invalid("log-level", "must be debug, info, warn or error")
+	if s.LogLevel, err = config.LogLevel("log-level", *logLevel); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -38,7 +39,7 @@ type settings struct {
 	BodyIdleTimeout time.Duration
 	ShutdownGrace   time.Duration
 	CleanupInterval time.Duration
-	LogLevel        string
+	LogLevel        slog.Level
 }
 
 func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
@@ -62,7 +63,7 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	fs.DurationVar(&s.BodyIdleTimeout, "body-idle-timeout", 2*time.Minute, "drop an upload that sends nothing for this long")
 	fs.DurationVar(&s.CleanupInterval, "cleanup-interval", 30*time.Second, "how often files of deleted versions are removed")
 	fs.DurationVar(&s.ShutdownGrace, "shutdown-grace", 5*time.Minute, "how long in-flight transfers may finish on shutdown")
-	fs.StringVar(&s.LogLevel, "log-level", "info", "debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := config.Parse(fs, args, environ); err != nil {
 		return s, err
 	}
@@ -127,10 +128,8 @@ func parseSettings(args, environ []string, stderr io.Writer) (settings, error) {
 	if s.ShutdownGrace < 0 {
 		return s, config.Invalid("shutdown-grace", "must not be negative")
 	}
-	switch s.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return s, config.Invalid("log-level", "must be debug, info, warn or error")
+	if s.LogLevel, err = config.LogLevel("log-level", *logLevel); err != nil {
+		return s, err
 	}
 	return s, nil
 }

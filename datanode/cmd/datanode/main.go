@@ -46,9 +46,7 @@ func run(ctx context.Context, args, environ []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(s.LogLevel))
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("node", s.NodeName)
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.LogLevel})).With("node", s.NodeName)
 	m := &Main{settings: s, log: logger}
 	if err := m.Run(ctx); err != nil {
 		logger.Error("data node stopped", "err", err)
