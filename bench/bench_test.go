@@ -87,6 +87,21 @@ func TestParseProc(t *testing.T) {
 	if _, err := parseStatCPU([]byte("4242 (x) S 1 2")); err == nil {
 		t.Error("parseStatCPU of a short line: want an error")
 	}
+	// user nice system idle iowait irq softirq steal guest guest_nice: guest is not added.
+	proc := []byte("cpu  100 10 50 700 20 5 5 110 40 0\ncpu0 50 5 25 350 10 2 3 55 20 0\nintr 1 2\n")
+	m, err := parseMachineCPU(proc)
+	if err != nil || m != (MachineCPU{Total: 1000, Steal: 110}) {
+		t.Errorf("parseMachineCPU = %+v, %v; want total 1000, steal 110", m, err)
+	}
+	if got := (MachineCPU{Total: 1000, Steal: 110}).StolenPercent(MachineCPU{Total: 1400, Steal: 130}); got != 5 {
+		t.Errorf("StolenPercent = %v, want 5", got)
+	}
+	if _, err := parseMachineCPU([]byte("cpu  1 2 3\n")); err == nil {
+		t.Error("parseMachineCPU of a short line: want an error")
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2\n")); err == nil {
+		t.Error("parseMachineCPU without a cpu line: want an error")
+	}
 }
 
 func TestProcOfSelf(t *testing.T) {

@@ -127,10 +127,10 @@ func cluster(t *testing.T, sz sizes, bins stack.Binaries, rep *reporter) {
 	defer cancel()
 	poller := pollRegistry(ctx, s, 20*time.Millisecond)
 
-	t.Run("gossip_capacity_propagation_p99", func(t *testing.T) {
+	measure(t, "gossip_capacity_propagation_p99", func(t *testing.T) {
 		benchGossip(t, s, poller, sz, ballastSize, ownFS, rep)
 	})
-	t.Run("node_death_detection", func(t *testing.T) { benchDeath(t, s, poller, sz, rep) })
+	measure(t, "node_death_detection", func(t *testing.T) { benchDeath(t, s, poller, sz, rep) })
 	if n := poller.errs.Load(); n > 0 {
 		t.Logf("%d registry polls failed", n)
 	}

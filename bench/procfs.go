@@ -56,6 +56,58 @@ func CPUTime(pid int) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
+// MachineCPU is the machine's CPU time so far, from the first line of /proc/stat, in ticks:
+// all of it and the part the hypervisor stole (time a virtual CPU wanted to run and another
+// guest had the physical one).
+type MachineCPU struct{ Total, Steal int64 }
+
+// ReadMachineCPU reads /proc/stat.
+func ReadMachineCPU() (MachineCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return MachineCPU{}, err
+	}
+	return parseMachineCPU(b)
+}
+
+// StolenPercent is the share of the machine's CPU time the hypervisor stole between m and a
+// later reading, in percent; 0 when no time passed.
+func (m MachineCPU) StolenPercent(later MachineCPU) float64 {
+	total := later.Total - m.Total
+	if total <= 0 {
+		return 0
+	}
+	return 100 * float64(later.Steal-m.Steal) / float64(total)
+}
+
+// parseMachineCPU reads the "cpu" line: user nice system idle iowait irq softirq steal (guest
+// time is already inside user and nice, so it is not added again).
+func parseMachineCPU(stat []byte) (MachineCPU, error) {
+	for line := range bytes.Lines(stat) {
+		rest, ok := bytes.CutPrefix(line, []byte("cpu "))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) < 8 {
+			return MachineCPU{}, fmt.Errorf("malformed /proc/stat cpu line: %d fields", len(f))
+		}
+		var m MachineCPU
+		for i, s := range f[:8] {
+			v, err := strconv.ParseInt(string(s), 10, 64)
+			if err != nil {
+				return MachineCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
+			}
+			m.Total += v
+			if i == 7 {
+				m.Steal = v
+			}
+		}
+		return m, nil
+	}
+	return MachineCPU{}, errors.New("no cpu line in /proc/stat")
+}
+
 // parseStatCPU returns utime+stime in ticks. Fields are counted after the last ')' because
 // the command name (field 2) may itself hold spaces and parentheses.
 func parseStatCPU(stat []byte) (int64, error) {

@@ -190,14 +190,29 @@ func singleNode(t *testing.T, sz sizes, bins stack.Binaries, prof *profiler, rep
 	t.Logf("data node disk on %s", describeDisk(dir))
 
 	// Memory first: a fresh process shows idle RSS without what earlier transfers left behind.
-	t.Run("upload_memory_per_transfer", func(t *testing.T) { benchMemory(t, e, sz, rep) })
-	t.Run("uploads", func(t *testing.T) { benchUploads(t, e, sz, rep) })
-	t.Run("downloads", func(t *testing.T) { benchDownloads(t, e, sz, rep) })
-	t.Run("small_uploads", func(t *testing.T) { benchSmallUploads(t, e, sz, rep) })
-	t.Run("db_round_trips_per_upload", func(t *testing.T) { benchDBRoundTrips(t, e, sz, rep) })
-	t.Run("graphql_collections_p99_at_600", func(t *testing.T) { benchGraphQL(t, e, sz, rep) })
+	measure(t, "upload_memory_per_transfer", func(t *testing.T) { benchMemory(t, e, sz, rep) })
+	measure(t, "uploads", func(t *testing.T) { benchUploads(t, e, sz, rep) })
+	measure(t, "downloads", func(t *testing.T) { benchDownloads(t, e, sz, rep) })
+	measure(t, "small_uploads", func(t *testing.T) { benchSmallUploads(t, e, sz, rep) })
+	measure(t, "db_round_trips_per_upload", func(t *testing.T) { benchDBRoundTrips(t, e, sz, rep) })
+	measure(t, "graphql_collections_p99_at_600", func(t *testing.T) { benchGraphQL(t, e, sz, rep) })
 	// Last: it restarts the data node.
-	t.Run("datanode_start_with_100k_versions", func(t *testing.T) { benchStart(t, e, sz, rep) })
+	measure(t, "datanode_start_with_100k_versions", func(t *testing.T) { benchStart(t, e, sz, rep) })
+}
+
+// measure runs one benchmark as a subtest and logs how much of the machine's CPU time the
+// hypervisor stole meanwhile: a miss while it stole much says more about the machine than
+// about the code.
+func measure(t *testing.T, name string, f func(t *testing.T)) {
+	t.Run(name, func(t *testing.T) {
+		before, err := ReadMachineCPU()
+		defer func() {
+			if after, aerr := ReadMachineCPU(); err == nil && aerr == nil {
+				t.Logf("the hypervisor stole %.1f%% of the machine's CPU time during %s", before.StolenPercent(after), name)
+			}
+		}()
+		f(t)
+	})
 }
 
 // newClient is an HTTP client for transfers: large socket buffers and many connections, so
