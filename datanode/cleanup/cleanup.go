@@ -47,17 +47,31 @@ func (s *Sweeper) Once(ctx context.Context) (int, error) {
 			return done, nil
 		}
 		removed := make([]string, 0, len(files))
+		// Files are dropped one by one and made durable one directory at a time: a page of
+		// rotations in one collection costs one directory fsync, not one per file.
+		dropped := make(map[string][]string)
 		for _, f := range files {
-			err := s.store.Remove(f.CollectionID, f.VersionID)
-			if err != nil && shared.ErrorCode(err) != shared.CodeInvalidInput {
+			err := s.store.Drop(f.CollectionID, f.VersionID)
+			if shared.ErrorCode(err) == shared.CodeInvalidInput {
+				// An id the store refuses can never name a file: acknowledge it so it stops coming.
+				removed = append(removed, f.VersionID)
+				continue
+			}
+			if err != nil {
 				// Kept for the next round; the others are acknowledged.
 				s.log.Error("remove a deleted version's file", "collection", f.CollectionID, "version", f.VersionID, "err", err)
 				continue
 			}
-			// An id the store refuses can never name a file: acknowledge it so it stops coming.
-			removed = append(removed, f.VersionID)
+			dropped[f.CollectionID] = append(dropped[f.CollectionID], f.VersionID)
+		}
+		for c, ids := range dropped {
 			// The collection's directory stays even when empty: an upload starting now may be
 			// about to create its temporary file in it.
+			if err := s.store.SyncCollection(c); err != nil {
+				s.log.Error("make removals durable; kept for the next round", "collection", c, "files", len(ids), "err", err)
+				continue
+			}
+			removed = append(removed, ids...)
 		}
 		if err := s.cp.AckDeletions(ctx, removed); err != nil {
 			return done, err

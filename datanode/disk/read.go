@@ -50,6 +50,20 @@ func (s *Store) Drop(collectionID, versionID string) error {
 	return s.remove(collectionID, versionID, false)
 }
 
+// SyncCollection makes every removal and rename done so far in the collection's directory
+// durable: after many Drops, one directory fsync does what a Remove each would. A collection
+// this node does not hold has nothing to sync.
+func (s *Store) SyncCollection(collectionID string) error {
+	if err := checkCollectionID(collectionID); err != nil {
+		return err
+	}
+	v := s.volumeOf(collectionID)
+	if v == nil {
+		return nil
+	}
+	return syncDir(v.collection(collectionID))
+}
+
 func (s *Store) remove(collectionID, versionID string, durable bool) error {
 	p, err := s.versionPath(collectionID, versionID)
 	if errors.Is(err, ErrNotFound) {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"backuprepo/shared"
 )
 
 // storeVersion writes body as a committed version of collection c and returns its id and
@@ -263,6 +265,15 @@ func TestRemoveTakesTheSidecar(t *testing.T) {
 	}
 	if err := s.Drop("c", dropped); err != nil {
 		t.Fatalf("dropping a version already gone: %v", err)
+	}
+	if err := s.SyncCollection("c"); err != nil {
+		t.Fatalf("sync after Drop: %v", err)
+	}
+	if err := s.SyncCollection("not-here"); err != nil {
+		t.Errorf("sync of a collection the node does not hold: %v, want nil", err)
+	}
+	if err := s.SyncCollection("../c"); shared.ErrorCode(err) != shared.CodeInvalidInput {
+		t.Errorf("sync of an invalid collection id: %v, want INVALID_INPUT", err)
 	}
 	if err := s.RemoveCollection("c"); err != nil {
 		t.Fatalf("collection directory not empty after Remove: %v (files %v)", err, files(t, dir))
