@@ -44,8 +44,8 @@ func (s *Store) Remove(collectionID, versionID string) error {
 
 // Drop deletes a committed version like Remove but without the directory fsync: for a file the
 // control plane has already recorded as deleted, whose tombstone makes the sweeper remove it
-// (durably, with Remove) before acknowledging it, so a removal lost in a crash is done again.
-// It saves an upload that rotates a version out one fsync.
+// again and make that durable (SyncCollection) before acknowledging it, so a removal lost in a
+// crash is done again. It saves an upload that rotates a version out one fsync.
 func (s *Store) Drop(collectionID, versionID string) error {
 	return s.remove(collectionID, versionID, false)
 }
