@@ -25,22 +25,28 @@ func RSS(pid int) (int64, error) {
 }
 
 func parseVmRSS(status []byte) (int64, error) {
-	for line := range bytes.Lines(status) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
-		if !ok {
-			continue
-		}
-		f := bytes.Fields(rest)
-		if len(f) != 2 || string(f[1]) != "kB" {
-			return 0, fmt.Errorf("unexpected VmRSS line %q", bytes.TrimSpace(line))
-		}
-		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse VmRSS: %w", err)
-		}
-		return kb << 10, nil
+	f, ok := fieldsAfter(status, "VmRSS:")
+	if !ok {
+		return 0, errors.New("no VmRSS line (kernel thread or zombie)")
 	}
-	return 0, errors.New("no VmRSS line (kernel thread or zombie)")
+	if len(f) != 2 || string(f[1]) != "kB" {
+		return 0, fmt.Errorf("unexpected VmRSS line %q", bytes.Join(f, []byte(" ")))
+	}
+	kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse VmRSS: %w", err)
+	}
+	return kb << 10, nil
+}
+
+// fieldsAfter returns the fields of the first line of b that starts with prefix, after it.
+func fieldsAfter(b []byte, prefix string) ([][]byte, bool) {
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, []byte(prefix)); ok {
+			return bytes.Fields(rest), true
+		}
+	}
+	return nil, false
 }
 
 // CPUTime is the user plus system CPU time process pid has used so far.
@@ -83,29 +89,25 @@ func (m MachineCPU) StolenPercent(later MachineCPU) float64 {
 // parseMachineCPU reads the "cpu" line: user nice system idle iowait irq softirq steal (guest
 // time is already inside user and nice, so it is not added again).
 func parseMachineCPU(stat []byte) (MachineCPU, error) {
-	for line := range bytes.Lines(stat) {
-		rest, ok := bytes.CutPrefix(line, []byte("cpu "))
-		if !ok {
-			continue
-		}
-		f := bytes.Fields(rest)
-		if len(f) < 8 {
-			return MachineCPU{}, fmt.Errorf("malformed /proc/stat cpu line: %d fields", len(f))
-		}
-		var m MachineCPU
-		for i, s := range f[:8] {
-			v, err := strconv.ParseInt(string(s), 10, 64)
-			if err != nil {
-				return MachineCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
-			}
-			m.Total += v
-			if i == 7 {
-				m.Steal = v
-			}
-		}
-		return m, nil
+	f, ok := fieldsAfter(stat, "cpu ")
+	if !ok {
+		return MachineCPU{}, errors.New("no cpu line in /proc/stat")
 	}
-	return MachineCPU{}, errors.New("no cpu line in /proc/stat")
+	if len(f) < 8 {
+		return MachineCPU{}, fmt.Errorf("malformed /proc/stat cpu line: %d fields", len(f))
+	}
+	var m MachineCPU
+	for i, s := range f[:8] {
+		v, err := strconv.ParseInt(string(s), 10, 64)
+		if err != nil {
+			return MachineCPU{}, fmt.Errorf("parse /proc/stat cpu line: %w", err)
+		}
+		m.Total += v
+		if i == 7 {
+			m.Steal = v
+		}
+	}
+	return m, nil
 }
 
 // parseStatCPU returns utime+stime in ticks. Fields are counted after the last ')' because
