@@ -149,7 +149,8 @@ func (s *Service) Admit(ctx context.Context, node string, req internalapi.AdmitR
 	}
 	validID := admin.CollectionIDPattern.MatchString(req.CollectionID)
 	// The token's state and the target come in one round trip; the target is judged only
-	// once the token is.
+	// once the token is. An id outside the pattern is not sent to PostgreSQL at all: bytes it
+	// refuses in text (a NUL, invalid UTF-8) would fail the whole batch as an outage.
 	var first postgres.Admission
 	if validID {
 		first = s.db.AdmissionState(ctx, claims.ID, req.CollectionID, claims.Subject)
