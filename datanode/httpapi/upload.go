@@ -151,10 +151,10 @@ func (h *Handler) admit(ctx context.Context, req internalapi.AdmitRequest) (adm 
 // refuseUnread answers a refusal made before the body was read. A client that asked
 // "Expect: 100-continue" (the front door does for all but small bodies of known length, see
 // frontdoor.askFirstAbove) has sent nothing: the answer goes at once and the connection is
-// closed. Any other client is
-// already sending its body: the answer goes at once too, then the body is read on for a moment
-// as after a refusal mid-stream, so that the client's writes are not reset before it reads the
-// answer (a Go client sending 64 MiB then reported "broken pipe" instead of the node's 503).
+// closed. Any other client is already sending its body: the answer goes at once too, then the
+// body is read on for a moment as after a refusal mid-stream, so that the client's writes are
+// not reset before it reads the answer (a Go client sending 64 MiB then reported "broken pipe"
+// instead of the node's 503).
 func (h *Handler) refuseUnread(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case r.ContentLength == 0:
