@@ -25,8 +25,9 @@ import (
 // none of them shares a Go runtime with the client: the test binary runs one of them instead
 // of its tests when one of these variables is set (see TestMain).
 const (
-	relayUpstreamEnv = "BENCH_RELAY_UPSTREAM" // host:port: Relay to it
-	serveFileEnv     = "BENCH_SERVEFILE"      // a path: http.ServeFile of it at every URL
+	relayUpstreamEnv = "BENCH_RELAY_UPSTREAM"    // host:port: Relay to it
+	serveFileEnv     = "BENCH_SERVEFILE"         // a path: http.ServeFile of it at every URL
+	checkedServeEnv  = "BENCH_SERVEFILE_CHECKED" // a path: the same, checking the file beside it
 )
 
 func TestMain(m *testing.M) {
@@ -40,7 +41,33 @@ func TestMain(m *testing.M) {
 			}))
 		}))
 	}
+	if path := os.Getenv(checkedServeEnv); path != "" {
+		os.Exit(runReference("checked servefile", func(ln net.Listener) error {
+			return http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				serveFileChecked(w, r, path)
+			}))
+		}))
+	}
 	os.Exit(m.Run())
+}
+
+// serveFileChecked is the least a download that checks every byte of the file can cost, and
+// so the physical limit disk.Store.Send is measured against: http.ServeFile sends the file
+// while another goroutine reads it whole and computes the CRC-32C of its blocks, as Send's
+// check does. The two run side by side with nothing ordering them, where Send must check a
+// segment before it sends it; the answer ends when both are done. A check that cannot read
+// the file aborts the answer, so the client sees a failed download.
+func serveFileChecked(w http.ResponseWriter, r *http.Request, path string) {
+	checked := make(chan error, 1)
+	go func() {
+		_, _, err := checkCPUPerGiB(path)
+		checked <- err
+	}()
+	http.ServeFile(w, r, path)
+	if err := <-checked; err != nil {
+		fmt.Fprintln(os.Stderr, "checked servefile:", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // runReference listens on 127.0.0.1, prints the address on the first line of stdout and
@@ -58,6 +85,12 @@ func runReference(name string, serve func(net.Listener) error) int {
 		return 1
 	}
 	return 0
+}
+
+// startCheckedServeFile serves the file at path with serveFileChecked in a process of its own
+// and returns its address and pid.
+func startCheckedServeFile(t *testing.T, path string) (string, int) {
+	return startReference(t, "checked ServeFile", checkedServeEnv+"="+path)
 }
 
 // startRelay runs a Relay to upstream (host:port) in a process of its own and returns its
@@ -139,17 +172,21 @@ func TestRelayForwardsBothWays(t *testing.T) {
 	}
 }
 
-// TestServeFileReference runs the reference ServeFile process: it answers the file whole, at
-// any path, and honours a Range request like http.ServeFile does.
+// TestServeFileReference runs the two reference ServeFile processes, bare and checked: each
+// answers the file whole, at any path, and honours a Range request like http.ServeFile does.
 func TestServeFileReference(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f")
 	body := strings.Repeat("0123456789abcdef", 64<<10)
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr, _ := startServeFile(t, path)
-	for _, tc := range []struct{ rng, want string }{{"", body}, {"bytes=16-31", body[16:32]}} {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/any/path", nil)
+	bare, _ := startServeFile(t, path)
+	checked, _ := startCheckedServeFile(t, path)
+	for _, tc := range []struct{ addr, rng, want string }{
+		{bare, "", body}, {bare, "bytes=16-31", body[16:32]},
+		{checked, "", body}, {checked, "bytes=16-31", body[16:32]},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+tc.addr+"/any/path", nil)
 		if tc.rng != "" {
 			req.Header.Set("Range", tc.rng)
 		}
@@ -160,13 +197,13 @@ func TestServeFileReference(t *testing.T) {
 		got, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || string(got) != tc.want {
-			t.Fatalf("range %q: status %d, %d bytes (want %d), err %v", tc.rng, resp.StatusCode, len(got), len(tc.want), err)
+			t.Fatalf("%s, range %q: status %d, %d bytes (want %d), err %v", tc.addr, tc.rng, resp.StatusCode, len(got), len(tc.want), err)
 		}
 	}
 }
 
 // checkCPUPerGiB is the reference for what the data node does on top of sendfile when it
-// sends a version (disk.Store.Send): read every byte through the page cache with pread, 256
+// sends a version (disk.Store.Send), and the check serveFileChecked runs: read every byte through the page cache with pread, 256
 // KiB at a time, and compute the CRC-32C of each 1 MiB block. It runs in this process on one
 // locked thread and returns that thread's CPU time per GiB of the file at path, and the
 // blocks' checksums.

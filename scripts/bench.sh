@@ -41,7 +41,7 @@ set +e
 suite=${PIPESTATUS[0]}
 set -e
 
-names=(upload_direct_vs_disk upload_frontdoor_vs_direct download_direct_vs_servefile
+names=(upload_direct_vs_disk upload_frontdoor_vs_direct download_direct_vs_checked_servefile
   download_frontdoor_vs_direct download_frontdoor_cpu_per_gib upload_memory_per_transfer
   small_uploads_per_s small_uploads_p99 db_round_trips_per_upload graphql_collections_p99_at_600
   graphql_collections_errors_at_600 gossip_capacity_propagation_p99 node_death_detection
