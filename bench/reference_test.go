@@ -197,16 +197,17 @@ func TestServeFileReference(t *testing.T) {
 		got, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || string(got) != tc.want {
-			t.Fatalf("%s, range %q: status %d, %d bytes (want %d), err %v", tc.addr, tc.rng, resp.StatusCode, len(got), len(tc.want), err)
+			t.Fatalf("%s, range %q: status %d, %d bytes (want %d), err %v",
+				tc.addr, tc.rng, resp.StatusCode, len(got), len(tc.want), err)
 		}
 	}
 }
 
 // checkCPUPerGiB is the reference for what the data node does on top of sendfile when it
-// sends a version (disk.Store.Send), and the check serveFileChecked runs: read every byte through the page cache with pread, 256
-// KiB at a time, and compute the CRC-32C of each 1 MiB block. It runs in this process on one
-// locked thread and returns that thread's CPU time per GiB of the file at path, and the
-// blocks' checksums.
+// sends a version (disk.Store.Send), and the check serveFileChecked runs: read every byte
+// through the page cache with pread, 256 KiB at a time, and compute the CRC-32C of each 1 MiB
+// block. It runs on one locked thread of the calling process and returns that thread's CPU
+// time per GiB of the file at path, and the blocks' checksums.
 func checkCPUPerGiB(path string) (float64, []uint32, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
