@@ -2,6 +2,7 @@ package uploads
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -397,6 +398,52 @@ func TestCommitIsIdempotent(t *testing.T) {
 	}
 	if n := e.count("SELECT count(*) FROM versions WHERE upload_id = $1", a.UploadID); n != 0 {
 		t.Fatalf("%d version rows of the rotated first upload", n)
+	}
+}
+
+// TestCommitOutlivesItsCaller: a node killed during its commit call must not leave the
+// commit half done. The commit runs to its end though the node's request is gone, version and
+// lock release alike; and Outcome, which the restarted node asks, releases the lock of a
+// committed upload that still holds it, but never another upload's.
+func TestCommitOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.collection("c1")
+	up := e.uploader()
+	a, st, eb := e.admit(up, "c1", 10)
+	if st != http.StatusOK || !e.locked("c1") {
+		t.Fatalf("admit: %d %+v, locked %v", st, eb, e.locked("c1"))
+	}
+	gone, cancel := context.WithCancel(e.ctx)
+	cancel() // the node hung up before the control plane began
+	out, err := e.svc.Commit(gone, "dn-1", internalapi.CommitRequest{UploadID: a.UploadID, Size: 10, SHA256: sha(10)})
+	if err != nil || out.Version.ID != a.UploadID {
+		t.Fatalf("commit for a caller that went away: %+v, %v", out, err)
+	}
+	e.assertNothingLeft("c1", 1)
+
+	// A commit whose lock release was lost: the lock is back as the upload left it.
+	key := e.prefix + "upload:lock:c1"
+	if err := e.rdb.Set(e.ctx, key, a.UploadID, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var oc internalapi.OutcomeResponse
+	if st, eb := e.call("dn-1", internalapi.PathOutcome, internalapi.UploadRef{UploadID: a.UploadID}, &oc); st != http.StatusOK || !oc.Committed {
+		t.Fatalf("outcome: %d %+v %+v", st, eb, oc)
+	}
+	if e.locked("c1") {
+		t.Fatal("the committed upload's lock is still held after Outcome")
+	}
+	// Another upload's lock stays.
+	other := uuid.NewString()
+	if err := e.rdb.Set(e.ctx, key, other, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st, eb := e.call("dn-1", internalapi.PathOutcome, internalapi.UploadRef{UploadID: a.UploadID}, &oc); st != http.StatusOK || !oc.Committed {
+		t.Fatalf("outcome: %d %+v %+v", st, eb, oc)
+	}
+	if holder, err := e.rdb.Get(e.ctx, key).Result(); err != nil || holder != other {
+		t.Fatalf("the lock of another upload: %q, %v; want it kept for %s", holder, err, other)
 	}
 }
 

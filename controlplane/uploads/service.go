@@ -318,6 +318,12 @@ func (s *Service) AbortAll(ctx context.Context, node string, _ internalapi.Abort
 // Commit records a durable upload as a version, rotates the collection, releases the
 // reservation and the lock and revokes a one-shot token, all but the lock in one PostgreSQL
 // transaction. Committing the same upload again returns the same version.
+//
+// A commit, once begun, runs to its end (or to the timeout) even when the node goes away
+// meanwhile. Cancelled with the node's request, it could be cut off after PostgreSQL committed
+// and before the lock was released: the version would exist while the collection stayed
+// locked until the lease ran out, and the client's retry was refused for that long. The node
+// learns the outcome when it restarts (Outcome).
 func (s *Service) Commit(ctx context.Context, node string, req internalapi.CommitRequest) (internalapi.CommitResponse, error) {
 	if err := validUploadID(req.UploadID); err != nil {
 		return internalapi.CommitResponse{}, err
@@ -325,6 +331,8 @@ func (s *Service) Commit(ctx context.Context, node string, req internalapi.Commi
 	if req.Size < 0 || !sha256Pattern.MatchString(req.SHA256) {
 		return internalapi.CommitResponse{}, shared.Errorf(shared.CodeInvalidInput, "size must not be negative and sha256 must be 64 lowercase hex digits")
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
 	st, err := s.db.CommitState(ctx, req.UploadID)
 	if err != nil {
 		return internalapi.CommitResponse{}, dbError(err)
@@ -377,7 +385,10 @@ func (s *Service) committed(ctx context.Context, node string, req internalapi.Co
 	return internalapi.CommitResponse{Version: v, Rotated: rotated}, nil
 }
 
-// Outcome tells a node whether an upload it staged was committed.
+// Outcome tells a node whether an upload it staged was committed. A committed upload's lock
+// is released again here (only if that upload still holds it): the commit that released it
+// may have failed after PostgreSQL committed, when its connection broke, and the lock would
+// then block the collection until its lease ran out.
 func (s *Service) Outcome(ctx context.Context, node string, req internalapi.UploadRef) (internalapi.OutcomeResponse, error) {
 	if err := validUploadID(req.UploadID); err != nil {
 		return internalapi.OutcomeResponse{}, err
@@ -389,6 +400,7 @@ func (s *Service) Outcome(ctx context.Context, node string, req internalapi.Uplo
 	if !found || v.NodeName != node {
 		return internalapi.OutcomeResponse{}, nil
 	}
+	s.release(ctx, v.CollectionID, req.UploadID)
 	return internalapi.OutcomeResponse{Committed: true, Version: v}, nil
 }
 
