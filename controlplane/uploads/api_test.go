@@ -427,9 +427,8 @@ func TestCommitOutlivesItsCaller(t *testing.T) {
 	if err := e.rdb.Set(e.ctx, key, a.UploadID, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	var oc internalapi.OutcomeResponse
-	if st, eb := e.call("dn-1", internalapi.PathOutcome, internalapi.UploadRef{UploadID: a.UploadID}, &oc); st != http.StatusOK || !oc.Committed {
-		t.Fatalf("outcome: %d %+v %+v", st, eb, oc)
+	if !e.outcome(a.UploadID).Committed {
+		t.Fatal("outcome: not committed")
 	}
 	if e.locked("c1") {
 		t.Fatal("the committed upload's lock is still held after Outcome")
@@ -439,8 +438,8 @@ func TestCommitOutlivesItsCaller(t *testing.T) {
 	if err := e.rdb.Set(e.ctx, key, other, time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if st, eb := e.call("dn-1", internalapi.PathOutcome, internalapi.UploadRef{UploadID: a.UploadID}, &oc); st != http.StatusOK || !oc.Committed {
-		t.Fatalf("outcome: %d %+v %+v", st, eb, oc)
+	if !e.outcome(a.UploadID).Committed {
+		t.Fatal("outcome: not committed")
 	}
 	if holder, err := e.rdb.Get(e.ctx, key).Result(); err != nil || holder != other {
 		t.Fatalf("the lock of another upload: %q, %v; want it kept for %s", holder, err, other)

@@ -202,6 +202,17 @@ func (e *env) commit(uploadID string, size int64) (internalapi.CommitResponse, i
 	return out, st, eb
 }
 
+// outcome asks what became of an upload, as a restarted node does, and fails the test unless
+// the control plane answers.
+func (e *env) outcome(uploadID string) internalapi.OutcomeResponse {
+	e.t.Helper()
+	var out internalapi.OutcomeResponse
+	if st, eb := e.call("dn-1", internalapi.PathOutcome, internalapi.UploadRef{UploadID: uploadID}, &out); st != http.StatusOK {
+		e.t.Fatalf("outcome of %s: %d %+v", uploadID, st, eb)
+	}
+	return out
+}
+
 // upload admits and commits an upload of size bytes and fails the test unless both succeed.
 func (e *env) upload(tok, collection string, size int64) internalapi.CommitResponse {
 	e.t.Helper()
