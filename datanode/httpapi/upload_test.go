@@ -578,15 +578,17 @@ func TestClientGoneLeavesNothing(t *testing.T) {
 
 func TestStalledAndSlowUploads(t *testing.T) {
 	t.Parallel()
-	e := newRealEnv(t, withIdleTimeout(300*time.Millisecond))
+	// The gaps leave 750 ms to spare: with 100 ms gaps against 300 ms, a loaded 2-core CI
+	// machine once delayed one write past the timeout.
+	e := newRealEnv(t, withIdleTimeout(time.Second))
 	e.real.collection("c", testNode)
 	base := uploadPath("stable", "c", "versions")
 
-	// Slow but steady: 12 pieces 100 ms apart take far longer than the idle timeout.
+	// Slow but steady: 12 pieces 250 ms apart take far longer than the idle timeout.
 	pr, pw := io.Pipe()
 	go func() {
 		for range 12 {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond)
 			if _, err := pw.Write(bytes.Repeat([]byte("x"), 1000)); err != nil {
 				return
 			}
